@@ -1,0 +1,134 @@
+"""The thin ctypes layer between the lab and the kernel.
+
+Python 3.12 grew ``os.unshare`` and ``os.setns``, but 3.11 has neither and no version has
+``mount`` or ``pivot_root``. So every namespace and mount call goes through libc here, on one
+code path for every Python version, and every failure names the call and errno's symbol, because
+"EINVAL from mount" is what a learner needs to search for, not "OSError 22".
+
+Never call these from the Jupyter kernel: it is multithreaded, and unshare/setns/mount change the
+calling process (DESIGN.md rule 1). Call them from a fresh, single-threaded process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+
+# Namespace flags for clone(2), unshare(2) and setns(2), from <linux/sched.h>.
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# mount(2) flags, from <linux/mount.h>.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+# umount2(2) flags.
+MNT_DETACH = 2
+
+# prctl(2) options used by the runtime.
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+# glibc has no pivot_root() wrapper, so it is called by number.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SyscallError(OSError):
+    """A failed system call, named with its arguments and errno's symbol."""
+
+    def __init__(self, call: str, err: int):
+        name = errno.errorcode.get(err, str(err))
+        super().__init__(err, f"{call}: {name} ({os.strerror(err)})")
+        self.call = call
+
+
+def _check(result: int, call: str) -> int:
+    if result == -1:
+        raise SyscallError(call, ctypes.get_errno())
+    return result
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces of the kinds in ``flags``."""
+    _check(_libc.unshare(flags), f"unshare({flag_names(flags)})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
+    _check(_libc.setns(fd, nstype), f"setns({fd}, {flag_names(nstype) or 0})")
+
+
+def mount(source: str | None, target: str, fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    """Attach a filesystem, or change a mount's flags or propagation."""
+    call = f"mount({source!r}, {target!r}, {fstype!r}, {mount_flag_names(flags)}, {data!r})"
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype),
+                       ctypes.c_ulong(flags), _bytes(data)), call)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """Detach the mount at ``target``; MNT_DETACH makes it lazy."""
+    _check(_libc.umount2(_bytes(target), flags), f"umount2({target!r}, {flags})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Make ``new_root`` the root of this mount namespace, the old root moved to ``put_old``."""
+    number = _SYS_PIVOT_ROOT[platform.machine()]
+    _check(_libc.syscall(number, _bytes(new_root), _bytes(put_old)),
+           f"pivot_root({new_root!r}, {put_old!r})")
+
+
+def sethostname(name: str) -> None:
+    """Set the hostname of the calling process's UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+
+def prctl(option: int, arg: int = 0) -> None:
+    """Set a per-process attribute (subreaper, no_new_privs)."""
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
+
+
+_CLONE_NAMES = {value: name for name, value in globals().items() if name.startswith("CLONE_NEW")}
+_MOUNT_NAMES = {value: name for name, value in globals().items() if name.startswith("MS_")}
+
+
+def _names(flags: int, table: dict[int, str]) -> str:
+    parts = [name for value, name in sorted(table.items()) if flags & value]
+    rest = flags & ~sum(table)
+    if rest:
+        parts.append(hex(rest))
+    return "|".join(parts)
+
+
+def flag_names(flags: int) -> str:
+    """``CLONE_NEWNS|CLONE_NEWUTS`` for the namespace bits in ``flags``."""
+    return _names(flags, _CLONE_NAMES)
+
+
+def mount_flag_names(flags: int) -> str:
+    """``MS_REC|MS_PRIVATE`` for the mount bits in ``flags``, or 0."""
+    return _names(flags, _MOUNT_NAMES) or "0"

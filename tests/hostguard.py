@@ -1,0 +1,150 @@
+"""The host guard: prove that a test or a notebook left the host as it found it.
+
+A snapshot records what a leak would change on the host: its mount table (without mount ids,
+which the kernel hands out afresh), the processes descended from the test run (and the mount
+namespaces they hold), the network namespaces and links, and the lab's cgroup directories.
+Comparing the snapshots taken before and after names every leak.
+
+Leaked processes are found reliably because the test run makes itself a child subreaper: an
+orphan, even one that double-forked and called setsid, is re-parented to the test run instead of
+to the host's PID 1, so it stays in view as a descendant.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+CGROUP_PATTERNS = ("/sys/fs/cgroup/labkit*", "/sys/fs/cgroup/*/labkit*")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a leak would change on the host, in comparable form."""
+
+    mounts: Counter
+    processes: dict[int, str]
+    netns: frozenset[str]
+    links: frozenset[str]
+    cgroups: frozenset[str]
+
+
+def _mount_key(line: str) -> tuple[str, ...]:
+    """A mountinfo line without ids and peer group numbers, which change with every mount."""
+    fields = line.split()
+    dash = fields.index("-")
+    propagation = ",".join(sorted(f.split(":")[0] for f in fields[6:dash])) or "private"
+    root, point, options = fields[3], fields[4], fields[5]
+    fstype, source = fields[dash + 1], fields[dash + 2]
+    return (point, root, fstype, source, options, propagation)
+
+
+def host_mounts() -> Counter:
+    """The host mount namespace's table, as a multiset of normalised mounts."""
+    with open("/proc/self/mountinfo") as table:
+        return Counter(_mount_key(line) for line in table)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(task) as f:
+                children.extend(int(child) for child in f.read().split())
+        except FileNotFoundError:
+            continue
+    return children
+
+
+def _describe(pid: int) -> str | None:
+    """``cmdline (mnt:[ns])`` of a live process, or None for a zombie or one already gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return f"{command or '?'} ({namespace})"
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live descendant of ``root``, described."""
+    found, pending = {}, _children(root)
+    while pending:
+        pid = pending.pop()
+        description = _describe(pid)
+        if description is not None:
+            found[pid] = description
+        pending.extend(_children(pid))
+    return found
+
+
+def _listdir(path: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(path))
+    except FileNotFoundError:
+        return frozenset()
+
+
+def take() -> Snapshot:
+    """Snapshot the host now."""
+    return Snapshot(
+        mounts=host_mounts(),
+        processes=descendants(os.getpid()),
+        netns=_listdir("/run/netns"),
+        links=_listdir("/sys/class/net"),
+        cgroups=frozenset(p for pattern in CGROUP_PATTERNS for p in glob.glob(pattern)),
+    )
+
+
+def leaks(before: Snapshot, after: Snapshot) -> list[str]:
+    """One line per thing that ``after`` has and ``before`` had not (or lost)."""
+    found = [f"mount left on the host: {' '.join(key[:4])}"
+             for key in (after.mounts - before.mounts)]
+    found += [f"host mount gone: {' '.join(key[:4])}" for key in (before.mounts - after.mounts)]
+    found += [f"process left running: pid {pid} {what}"
+              for pid, what in sorted(after.processes.items()) if pid not in before.processes]
+    found += [f"network namespace left: {name}" for name in sorted(after.netns - before.netns)]
+    found += [f"network link left: {name}" for name in sorted(after.links - before.links)]
+    found += [f"cgroup left: {path}" for path in sorted(after.cgroups - before.cgroups)]
+    return found
+
+
+def clear(before: Snapshot, after: Snapshot) -> None:
+    """Kill and reap the processes a test leaked, so the next test starts clean."""
+    for pid in after.processes.keys() - before.processes.keys():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        reap_orphans()
+        if not descendants(os.getpid()).keys() - before.processes.keys():
+            return
+        time.sleep(0.02)
+
+
+def reap_orphans() -> None:
+    """Reap zombies re-parented to this subreaper; nobody else will ever wait for them."""
+    for pid in _children(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    os.waitpid(pid, os.WNOHANG)
+        except (FileNotFoundError, ChildProcessError):
+            continue
+
+
+def become_subreaper() -> None:
+    """Make orphans of this process's descendants re-parent here, where the guard sees them."""
+    from labkit import syscalls
+
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)

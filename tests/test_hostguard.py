@@ -1,0 +1,73 @@
+"""The host guard catches what it promises to catch: run it on tests that do leak."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def inner(pytester):
+    """A pytest run in a subprocess, guarded by this suite's own conftest and host guard."""
+    for name in ("conftest.py", "hostguard.py"):
+        shutil.copy(HERE / name, pytester.path / name)
+    return pytester
+
+
+def _notebook(source: str) -> str:
+    cell = {"cell_type": "code", "id": "leak", "metadata": {}, "source": source,
+            "outputs": [], "execution_count": None}
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def test_guard_catches_a_mount_leaked_into_the_host(inner, tmp_path):
+    target = tmp_path / "leak"
+    target.mkdir()
+    inner.makepyfile(f"""
+        import subprocess
+        def test_leaks_a_mount():
+            subprocess.run(["mount", "-t", "tmpfs", "leak", "{target}"], check=True)
+    """)
+    try:
+        result = inner.runpytest_subprocess()
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"*mount left on the host: {target} / tmpfs leak*"])
+
+
+def test_guard_catches_a_leaked_process_even_a_daemonised_one(inner):
+    inner.makepyfile("""
+        import subprocess
+        def test_leaks_a_daemon():
+            subprocess.run(["sh", "-c", "setsid sleep 1000 & true"], check=True)
+    """)
+    result = inner.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*process left running: pid * sleep 1000 (mnt:[[]*[]])*"])
+
+
+def test_guard_passes_a_test_that_cleans_up(inner, tmp_path):
+    inner.makepyfile(f"""
+        import subprocess
+        def test_mounts_and_unmounts():
+            subprocess.run(["mount", "-t", "tmpfs", "clean", "{tmp_path}"], check=True)
+            subprocess.run(["umount", "{tmp_path}"], check=True)
+            subprocess.run(["sleep", "0"], check=True)
+    """)
+    inner.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_guard_wraps_a_whole_notebook(inner):
+    (inner.path / "leaky.ipynb").write_text(_notebook(
+        "import subprocess\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)"))
+    result = inner.runpytest_subprocess("--nbval-lax", "leaky.ipynb")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*leaky.ipynb leaked into the host:*",
+                                 "*process left running: pid * sleep 1000*"])

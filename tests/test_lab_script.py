@@ -1,0 +1,73 @@
+"""The README's commands: ./lab.sh sets up and serves the lessons, and refuses what it cannot do."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import REPO
+
+LAB = str(REPO / "lab.sh")
+AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def lab_server(tmp_path):
+    """``./lab.sh start`` on a free port; yields (base URL, token); stops it whole afterwards."""
+    port = _free_port()
+    env = {**os.environ, "LAB_PORT": str(port), "JUPYTER_RUNTIME_DIR": str(tmp_path)}
+    server = subprocess.Popen([LAB, "start"], env=env, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in server.stderr:
+            found = re.search(rf"http://127\.0\.0\.1:{port}/lab\?token=(\w+)", line)
+            if found or time.monotonic() > deadline:
+                break
+        assert found, "lab.sh start printed no URL with a token"
+        yield f"http://127.0.0.1:{port}", found.group(1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+
+
+def test_start_serves_jupyterlab_on_loopback_behind_a_token(lab_server):
+    base, token = lab_server
+    assert _status(f"{base}/api/status?token={token}") == 200
+    assert _status(f"{base}/api/status") == 403
+
+
+def test_lab_refuses_a_user_without_root_in_one_line():
+    result = subprocess.run([*AS_NOBODY, LAB, "test"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"lab: the lab needs root: run 'sudo {LAB} test' "
+        "(inside the lab VM, or on a machine you can break)"]
+
+
+def test_lab_names_its_verbs_when_given_none():
+    result = subprocess.run([LAB], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"lab: usage: {LAB} start | test | setup\n"
