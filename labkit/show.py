@@ -1,0 +1,328 @@
+"""Rendering: rich in a terminal, HTML in Jupyter, plain deterministic text for tests.
+
+Every view the lab draws is a ``Table`` or a ``Tree``: one object that knows all three forms, so
+the code that gathers facts never decides how they look. ``LABKIT_PLAIN=1`` switches every view
+to plain text (no colour, no HTML), which is what tests compare and what nbval records. Pictures
+are ``Mermaid`` sources, which JupyterLab 4 draws from a Markdown output.
+
+A cell is a string, or a ``Mark``: a verdict shown green when good and red when bad, so "same
+namespace" and "check passed" read at a glance.
+
+The second half turns ``labkit.inspect``'s facts into views: namespaces side by side, process
+trees, mount tables and their diffs, and pictures of the first two.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labkit.inspect import Mount, MountDiff, NamespacePair, ProcessNode
+
+
+def plain() -> bool:
+    """True when output must be plain deterministic text (tests, pipes, ``LABKIT_PLAIN=1``)."""
+    return os.environ.get("LABKIT_PLAIN") == "1"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A cell with a verdict: ``good`` True is green, False is red, None is neutral."""
+
+    text: str
+    good: bool | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_COLOURS = {True: "green", False: "red", None: ""}
+
+
+class Table:
+    """A titled table with a plain, a rich and an HTML form."""
+
+    def __init__(self, title: str, columns: list[str], rows: list[list[str | Mark]],
+                 note: str = ""):
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.note = note
+
+    def __str__(self) -> str:
+        cells = [self.columns, *[[str(cell) for cell in row] for row in self.rows]]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        lines = [self.title] if self.title else []
+        for row in cells:
+            padded = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            lines.append("  ".join(padded).rstrip())
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+    def __rich__(self):
+        from rich.table import Table as RichTable
+
+        table = RichTable(title=self.title or None, caption=self.note or None)
+        for column in self.columns:
+            table.add_column(column)
+        for row in self.rows:
+            table.add_row(*[_rich_cell(cell) for cell in row])
+        return table
+
+    def _repr_html_(self) -> str | None:
+        if plain():
+            return None
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in self.rows
+        )
+        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        note = f"<p>{html.escape(self.note)}</p>" if self.note else ""
+        return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _rich_cell(cell: str | Mark):
+    """A rich Text, never markup: a cell such as ``[4026531838]`` must print as it is."""
+    from rich.text import Text
+
+    return Text(str(cell), style=_COLOURS[cell.good] if isinstance(cell, Mark) else "")
+
+
+def _html_cell(cell: str | Mark) -> str:
+    return f"<td>{_html_span(cell)}</td>"
+
+
+def _html_span(cell: str | Mark) -> str:
+    text = html.escape(str(cell))
+    if isinstance(cell, Mark) and cell.good is not None:
+        return f'<span style="color:{_COLOURS[cell.good]}">{text}</span>'
+    return text
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A node of a ``Tree``: a label made of cells (so parts of it can be marked) and children."""
+
+    label: tuple[str | Mark, ...]
+    children: tuple[Branch, ...] = ()
+
+
+class Tree:
+    """A titled tree drawn with box-drawing lines, with a plain, a rich and an HTML form.
+
+    All three forms come from the same lines, so what a test compares is what a person sees.
+    """
+
+    def __init__(self, title: str, root: Branch, note: str = ""):
+        self.title = title
+        self.root = root
+        self.note = note
+
+    def lines(self) -> Iterator[tuple[str, tuple[str | Mark, ...]]]:
+        """Each node as (the drawing to its left, its label), top to bottom."""
+        yield "", self.root.label
+        yield from _branch_lines(self.root.children, "")
+
+    def __str__(self) -> str:
+        body = [guide + "  ".join(str(cell) for cell in label) for guide, label in self.lines()]
+        return "\n".join(line for line in (self.title, *body, self.note) if line)
+
+    def __rich__(self):
+        from rich.text import Text
+
+        body = [Text(guide) + Text("  ").join(_rich_cell(cell) for cell in label)
+                for guide, label in self.lines()]
+        title = [Text(self.title, style="bold")] if self.title else []
+        note = [Text(self.note)] if self.note else []
+        return Text("\n").join([*title, *body, *note])
+
+    def _repr_html_(self) -> str | None:
+        if plain():
+            return None
+        body = "\n".join(html.escape(guide) + "  ".join(_html_span(cell) for cell in label)
+                         for guide, label in self.lines())
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        note = f"<p>{html.escape(self.note)}</p>" if self.note else ""
+        return f"{title}<pre>{body}</pre>{note}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _branch_lines(branches: tuple[Branch, ...], indent: str):
+    for position, branch in enumerate(branches):
+        last = position == len(branches) - 1
+        yield indent + ("└── " if last else "├── "), branch.label
+        yield from _branch_lines(branch.children, indent + ("    " if last else "│   "))
+
+
+@dataclass(frozen=True)
+class Mermaid:
+    """A picture as Mermaid source: JupyterLab 4 draws it, tests compare its text.
+
+    Shown as the last value of a cell it renders as a diagram (a ```mermaid fence in a
+    Markdown output); under ``LABKIT_PLAIN=1`` and in a terminal it is just its source.
+    """
+
+    source: str
+
+    def markdown(self) -> str:
+        """The source inside a ```mermaid fence, for ``IPython.display.Markdown``."""
+        return f"```mermaid\n{self.source}\n```"
+
+    def _repr_markdown_(self) -> str | None:
+        return None if plain() else self.markdown()
+
+    def __str__(self) -> str:
+        return self.source
+
+    def __repr__(self) -> str:
+        return self.source
+
+
+def echo(view) -> None:
+    """Print a view to the terminal: rich when a person is watching, plain otherwise."""
+    if plain() or not os.isatty(1):
+        print(view)
+        return
+    from rich.console import Console
+
+    Console().print(view)
+
+
+# ---------------------------------------------------------------------------------------------
+# Views of labkit.inspect's facts
+
+
+def _verdict(same: bool) -> Mark:
+    return Mark("same", True) if same else Mark("different", False)
+
+
+def namespaces(pairs: Sequence[NamespacePair],
+               labels: tuple[str, str] = ("left", "right")) -> Table:
+    """Two processes' namespaces side by side: green where they share one, red where not."""
+    rows = [[pair.name, _inode(pair.left), _inode(pair.right), _verdict(pair.same)]
+            for pair in pairs]
+    shared = sum(pair.same for pair in pairs)
+    return Table(f"namespaces: {labels[0]} vs {labels[1]}",
+                 ["namespace", *labels, "verdict"], rows,
+                 note=f"{shared} of {len(pairs)} shared")
+
+
+def _inode(inode: int | None) -> str:
+    return "-" if inode is None else str(inode)
+
+
+def process_tree(node: ProcessNode) -> Tree:
+    """A process tree as text, each process with its pid inside and the namespaces it left."""
+    return Tree(f"processes under pid {node.pid}", _process_branch(node))
+
+
+def _process_branch(node: ProcessNode) -> Branch:
+    label: list[str | Mark] = [str(node.pid), _command(node)]
+    if len(node.nested_pids) > 1:
+        label.append(f"(pid {node.nested_pids[-1]} inside)")
+    if node.new_namespaces:
+        label.append(Mark("new " + " ".join(node.new_namespaces), False))
+    return Branch(tuple(label), tuple(_process_branch(child) for child in node.children))
+
+
+def _command(node: ProcessNode) -> str:
+    """The command line as a shell would take it; a zombie only has its name left, like ps."""
+    if node.state == "zombie":
+        return f"{node.name} <defunct>"
+    return shlex.join(node.cmdline) if node.cmdline else f"[{node.name}]"
+
+
+def mounts(table: Sequence[Mount], title: str = "mount table") -> Table:
+    """A mount table with each mount's propagation, in the kernel's order."""
+    rows = [[m.mount_point, m.fs_type, m.source, str(m.propagation), ",".join(m.options)]
+            for m in table]
+    return Table(title, ["mount point", "type", "source", "propagation", "options"], rows)
+
+
+def mount_diff(diff: MountDiff, labels: tuple[str, str] = ("before", "after")) -> Table:
+    """What changed between two mount tables: added green, removed red, changed neutral."""
+    rows = [[Mark("added", True), m.mount_point, m.fs_type, m.source, ""] for m in diff.added]
+    rows += [[Mark("removed", False), m.mount_point, m.fs_type, m.source, ""]
+             for m in diff.removed]
+    rows += [[Mark("changed"), c.after.mount_point, c.after.fs_type, c.after.source,
+              "; ".join(_change(c.before, c.after, name) for name in c.fields)]
+             for c in diff.changed]
+    note = "the two mount tables are the same" if diff.empty else ""
+    return Table(f"mounts: {labels[0]} -> {labels[1]}",
+                 ["change", "mount point", "type", "source", "what changed"], rows, note)
+
+
+def _change(before: Mount, after: Mount, name: str) -> str:
+    return f"{name} {_field(before, name)} -> {_field(after, name)}"
+
+
+def _field(mount: Mount, name: str) -> str:
+    value = getattr(mount, name)
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+
+_MERMAID_STYLES = (
+    "  classDef same fill:#e8f5e9,stroke:#2e7d32",
+    "  classDef different fill:#ffebee,stroke:#c62828",
+)
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe inside a quoted Mermaid label: quotes and angle brackets as entity codes."""
+    for char, code in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
+
+
+def process_picture(node: ProcessNode) -> Mermaid:
+    """A process tree as a Mermaid flowchart; processes in new namespaces are drawn red."""
+    lines = ["flowchart TD", *_MERMAID_STYLES]
+    for process in node.walk():
+        lines.append(f'  p{process.pid}["{_process_caption(process)}"]')
+        if process.new_namespaces:
+            lines.append(f"  class p{process.pid} different")
+        lines += [f"  p{process.pid} --> p{child.pid}" for child in process.children]
+    return Mermaid("\n".join(lines))
+
+
+def _process_caption(node: ProcessNode) -> str:
+    parts = [_mermaid_text(f"{node.pid} {node.name}")]
+    if len(node.nested_pids) > 1:
+        parts.append(f"pid {node.nested_pids[-1]} inside")
+    if node.new_namespaces:
+        parts.append("new " + " ".join(node.new_namespaces))
+    return "<br/>".join(parts)
+
+
+def namespace_picture(pairs: Sequence[NamespacePair],
+                      labels: tuple[str, str] = ("left", "right")) -> Mermaid:
+    """Two processes linked to their namespaces: a shared one is a single green node both
+    point at, a separate one is two red nodes, one each."""
+    lines = ["flowchart LR", *_MERMAID_STYLES,
+             f'  left["{_mermaid_text(labels[0])}"]', f'  right["{_mermaid_text(labels[1])}"]']
+    for number, pair in enumerate(pairs):
+        if pair.same:
+            lines += [f'  n{number}(["{pair.name} {pair.left}"])', f"  class n{number} same",
+                      f"  left --- n{number}", f"  right --- n{number}"]
+            continue
+        for side, inode in (("left", pair.left), ("right", pair.right)):
+            if inode is not None:
+                node = f"n{number}{side[0]}"
+                lines += [f'  {node}(["{pair.name} {inode}"])', f"  class {node} different",
+                          f"  {side} --- {node}"]
+    return Mermaid("\n".join(lines))
