@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler="labkit.doctor:command")
 
     images = verbs.add_parser("images", help="list the images in the store")
-    images.set_defaults(handler="labkit.baseimage:images_command")
+    images.set_defaults(handler="labkit.store:images_command")
 
     image = verbs.add_parser("image", help="manage images")
     image_verbs = image.add_subparsers(dest="image_verb", required=True, metavar="VERB")

@@ -1,17 +1,301 @@
 """Where the lab keeps its images and containers on disk.
 
 Everything lives under one directory, ``LABKIT_HOME`` (``/var/lib/labkit`` by default), so a test
-session can point the whole lab at a temporary store and never touch a learner's lab.
+session can point the whole lab at a temporary store and never touch a learner's lab::
+
+    LABKIT_HOME/
+      labkit-store              marks the directory as a store (the lab never touches any other)
+      lock                      flock()ed by every command that changes the store
+      layers/<hex>/diff/        a read-only layer: a directory tree, named by its content digest
+      layers/<hex>/layer.json   its digest and size
+      images/<repo>/<tag>.json  an image: its layers (bottom first), env, cmd, workdir, ...
+      containers/               one directory per container (lesson 06)
+      cache/samples/            compiled C samples (labkit.samples)
+      tmp/                      work in progress; whatever is here when the lock is taken was
+                                left by a killed command, and is removed
+
+Nothing appears half-made: a layer is built in ``tmp/`` and renamed into ``layers/``, a JSON file
+is written in ``tmp/`` and renamed into place, and a rename is atomic. An image exists once its
+config exists, and its layers are always in place before that.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labkit import syscalls
+from labkit.digest import tree_digest
+from labkit.errors import LabError
+
 DEFAULT_HOME = "/var/lib/labkit"
+MARKER = "labkit-store"
+_MARKER_TEXT = "This directory is a labkit store (Namespace Lab): see labkit/store.py.\n"
+_USE_ANOTHER = "point LABKIT_HOME at another directory (unset, it is /var/lib/labkit)"
 
 
 def home() -> Path:
     """The store's directory, as configured; not created or checked here."""
     return Path(os.environ.get("LABKIT_HOME") or DEFAULT_HOME)
+
+
+@contextmanager
+def writing() -> Iterator[Store]:
+    """Open the store to change it: checked, created if new, locked, debris of killed commands
+    removed. Every check comes before the first write, so a bad LABKIT_HOME is left untouched."""
+    root = _checked_home()
+    _check_writable(root)
+    lab = Store(root)
+    lab.create()
+    with lab.locked():
+        lab.leftovers = lab.clear_tmp()
+        yield lab
+
+
+def reading() -> Store:
+    """Open the store to look at it; a store that does not exist yet is simply empty."""
+    return Store(_checked_home())
+
+
+def _checked_home() -> Path:
+    """LABKIT_HOME, once it is sure to be a place for a store: an absolute path, a directory or
+    not there yet, and never a directory of other files (the store removes what it finds in its
+    tmp/, so LABKIT_HOME=/ must not make /tmp a store's)."""
+    root = home()
+    if not root.is_absolute():
+        raise LabError(f"LABKIT_HOME={root} is a relative path: set it to an absolute one")
+    existing = _nearest_existing(root)
+    if not existing.is_dir():
+        where = "is" if existing == root else f"lies under {existing}, which is"
+        raise LabError(f"LABKIT_HOME={root} {where} not a directory: {_USE_ANOTHER}")
+    if existing == root and not (root / MARKER).exists() and any(root.iterdir()):
+        raise LabError(f"LABKIT_HOME={root} is a directory that is neither empty nor a labkit "
+                       f"store, and the lab never writes among other files: {_USE_ANOTHER}")
+    return root
+
+
+def _check_writable(root: Path) -> None:
+    """Refuse a store the lab could not finish writing, or could not run containers from."""
+    existing = _nearest_existing(root)
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise LabError(f"LABKIT_HOME={root} is on a read-only filesystem: {_USE_ANOTHER}")
+    if syscalls.filesystem_type(str(existing)) == syscalls.OVERLAYFS_SUPER_MAGIC:
+        raise LabError(f"LABKIT_HOME={root} is on an overlay filesystem, which cannot hold a "
+                       f"container's upper directory: point LABKIT_HOME at a directory on ext4, "
+                       f"xfs or tmpfs (e.g. mount -t tmpfs tmpfs /var/lib/labkit)")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+class Store:
+    """The store's directories, and the few operations that change them safely."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.layers_dir = root / "layers"
+        self.images_dir = root / "images"
+        self.containers_dir = root / "containers"
+        self.tmp_dir = root / "tmp"
+        self.leftovers = 0
+
+    def create(self) -> None:
+        """Make the store's directories; the marker first, so a store is always recognised."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not (self.root / MARKER).exists():
+                (self.root / MARKER).write_text(_MARKER_TEXT)
+            for directory in (self.layers_dir, self.images_dir, self.containers_dir,
+                              self.tmp_dir):
+                directory.mkdir(exist_ok=True)
+        except OSError as error:
+            raise LabError(f"LABKIT_HOME={self.root} cannot be written ({error.strerror}): "
+                           f"{_USE_ANOTHER}") from None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock: one command changes the store at a time. The kernel drops an
+        flock() when its holder dies, so a killed command never leaves the store locked."""
+        with open(self.root / "lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("labkit: waiting for another labkit command to finish with the store",
+                      file=sys.stderr)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def clear_tmp(self) -> int:
+        """Remove what killed commands left in tmp/ (call it holding the lock); count it."""
+        leftovers = list(self.tmp_dir.iterdir())
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        return len(leftovers)
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh directory in tmp/ to build in, removed on the way out; if even that fails,
+        the next command to take the lock removes it."""
+        path = Path(tempfile.mkdtemp(dir=self.tmp_dir))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def add_layer(self, tree: Path) -> str:
+        """Move ``tree`` (a directory in tmp/) into layers/ under its digest, and return that.
+
+        A layer with the same digest is the same content: it is kept, and ``tree`` is left
+        for its staging directory to remove.
+        """
+        digest, size = tree_digest(tree)
+        if self.layer_dir(digest).exists():
+            return digest
+        layer = Path(tempfile.mkdtemp(dir=self.tmp_dir))
+        os.chmod(layer, 0o755)
+        tree.rename(layer / "diff")
+        (layer / "layer.json").write_text(json.dumps({"digest": digest, "size": size}) + "\n")
+        layer.rename(self.layer_dir(digest))
+        return digest
+
+    def layer_dir(self, digest: str) -> Path:
+        return self.layers_dir / digest.removeprefix("sha256:")
+
+    def layer_tree(self, digest: str) -> Path:
+        """The layer's files: what an overlay mount stacks as one lower directory."""
+        return self.layer_dir(digest) / "diff"
+
+    def layer_size(self, digest: str) -> int:
+        return json.loads((self.layer_dir(digest) / "layer.json").read_text())["size"]
+
+    def save_image(self, image: Image) -> None:
+        """Write the image's config atomically; from then on the image exists."""
+        path = self._image_path(image.repository, image.tag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_atomically(path, json.dumps(image.to_json(), indent=2) + "\n")
+
+    def image(self, reference: str) -> Image | None:
+        """The image a reference names (``busybox`` means ``busybox:latest``), if it exists."""
+        path = self._image_path(*parse_reference(reference))
+        return Image.from_json(json.loads(path.read_text())) if path.exists() else None
+
+    def images(self) -> list[Image]:
+        """Every image in the store, sorted by repository and tag."""
+        if not self.images_dir.is_dir():
+            return []
+        found = [Image.from_json(json.loads(path.read_text()))
+                 for path in self.images_dir.rglob("*.json")]
+        return sorted(found, key=lambda image: (image.repository, image.tag))
+
+    def has_layers(self, image: Image) -> bool:
+        return all(self.layer_dir(digest).is_dir() for digest in image.layers)
+
+    def image_size(self, image: Image) -> int:
+        return sum(self.layer_size(digest) for digest in image.layers)
+
+    def _image_path(self, repository: str, tag: str) -> Path:
+        return self.images_dir / repository / f"{tag}.json"
+
+    def _write_atomically(self, path: Path, text: str) -> None:
+        """Write a temporary file in tmp/, flush it to disk, then rename it over ``path``."""
+        fd, temporary = tempfile.mkstemp(dir=self.tmp_dir)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        os.rename(temporary, path)
+
+
+# Docker's rule: lowercase path components joined by "/", each made of [a-z0-9] runs separated
+# by ".", "_", "__" or dashes; a tag of up to 128 characters. Neither can name "..".
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def parse_reference(reference: str) -> tuple[str, str]:
+    """``busybox`` -> ``("busybox", "latest")``; ``lab/web:v2`` -> ``("lab/web", "v2")``."""
+    repository, colon, tag = reference.partition(":")
+    tag = tag if colon else "latest"
+    if len(repository) > 255 or not _REPOSITORY.fullmatch(repository) or not _TAG.fullmatch(tag):
+        raise LabError(f"invalid image reference {reference!r}: use a lowercase name and an "
+                       f"optional tag, such as busybox or busybox:latest")
+    return repository, tag
+
+
+@dataclass
+class Image:
+    """An image: read-only layers stacked bottom first, and how to start a container from them."""
+
+    repository: str
+    tag: str
+    layers: list[str]
+    env: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    created: str = ""
+    parent: str | None = None  # the digest of the image this one was committed from
+    source: str | None = None  # what it was built from, so a rebuild can tell it has nothing to do
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def digest(self) -> str:
+        """What a container of this image runs: its layers, env, cmd and workdir, hashed. When
+        or from what the image was made does not change it."""
+        identity = {"layers": self.layers, "env": self.env, "cmd": self.cmd,
+                    "workdir": self.workdir}
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_json(self) -> dict:
+        return {"reference": self.reference, "digest": self.digest, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Image:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+def images_command(args) -> int:
+    """``labkit images``: what the store holds, as docker lists it."""
+    from labkit.show import Table, echo
+
+    lab = reading()
+    rows = [[image.repository, image.tag, short(image.digest), str(len(image.layers)),
+             human_size(lab.image_size(image)), image.created] for image in lab.images()]
+    note = "" if rows else "No images yet: labkit image build-base"
+    echo(Table("", ["REPOSITORY", "TAG", "DIGEST", "LAYERS", "SIZE", "CREATED"], rows, note))
+    return 0
+
+
+def short(digest: str) -> str:
+    """The first 12 hex digits, as docker shows an image id."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+def human_size(size: float) -> str:
+    """Bytes in decimal units, as docker prints them: 2.15MB."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    while size >= 1000 and len(units) > 1:
+        size /= 1000
+        units.pop(0)
+    return f"{size:.3g}{units[0]}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 # Namespace flags for clone(2), unshare(2) and setns(2), from <linux/sched.h>.
 CLONE_NEWNS = 0x00020000
@@ -43,6 +42,7 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 # prctl(2) options used by the runtime.
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -96,7 +96,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """Make ``new_root`` the root of this mount namespace, the old root moved to ``put_old``."""
-    number = _SYS_PIVOT_ROOT[platform.machine()]
+    number = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(number, _bytes(new_root), _bytes(put_old)),
            f"pivot_root({new_root!r}, {put_old!r})")
 
@@ -110,6 +110,21 @@ def sethostname(name: str) -> None:
 def prctl(option: int, arg: int = 0) -> None:
     """Set a per-process attribute (subreaper, no_new_privs)."""
     _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
+
+
+# statfs(2) f_type of an overlay filesystem, from <linux/magic.h>.
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+
+
+def filesystem_type(path: str) -> int:
+    """The magic number (statfs f_type) of the filesystem holding ``path``.
+
+    ``os.statvfs`` leaves the type out, and the type is what tells an overlay filesystem (which
+    cannot hold another overlay's upper directory) from ext4 or tmpfs.
+    """
+    buffer = ctypes.create_string_buffer(256)  # struct statfs: 120 bytes, f_type a long first
+    _check(_libc.statfs(_bytes(path), buffer), f"statfs({path!r})")
+    return ctypes.c_long.from_buffer(buffer).value
 
 
 _CLONE_NAMES = {value: name for name, value in globals().items() if name.startswith("CLONE_NEW")}
