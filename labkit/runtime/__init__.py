@@ -1,0 +1,9 @@
+"""The lab's container runtime, built lesson by lesson.
+
+Read it in this order: ``spec.py`` (what a container is, as data), ``steps/`` (one isolation
+step per module), ``launch.py`` (the fresh process that applies the steps and execs),
+``init.py`` (the container's PID 1), ``report.py`` (how they tell the caller what happened) and
+``api.py`` (``run`` and ``start``, what the notebooks call).
+
+This package imports nothing itself: the launcher imports it too, once per container.
+"""

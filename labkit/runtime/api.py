@@ -1,0 +1,177 @@
+"""Run containers from Python: the calls the notebooks, the tests and the CLI stand on.
+
+    >>> from labkit.runtime.api import run
+    >>> from labkit.runtime.steps.hostname import Hostname
+    >>> run(["hostname"], steps=[Hostname("container")]).stdout
+    'container\\n'
+
+The caller never unshares, mounts or forks itself: it is often multithreaded (a Jupyter kernel),
+and those calls would change or endanger it (DESIGN.md rule 1). It only describes the container
+(a ``Spec``) and starts the launcher (``launch.py``) with subprocess, then talks to it through
+signals and reads what happened from the report pipe (``report.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.runtime import report
+from labkit.runtime.spec import Spec, Step, default_env
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+# -I: ignore the caller's PYTHON* variables, user site and working directory. -S: skip
+# site-packages and their start-up hooks. The launcher then sees only the standard library
+# and labkit, found by path, and starts tens of milliseconds sooner.
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from labkit.runtime.launch import main; sys.exit(main(sys.argv[2:]))")
+
+
+def launcher_command(report_fd: int, spec_json: str) -> list[str]:
+    """The argv of a launcher that builds the container ``spec_json`` describes."""
+    return [sys.executable, "-I", "-S", "-c", _BOOT, _PACKAGE_ROOT, str(report_fd), spec_json]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished container left: its output, its exit code, and where it ran.
+
+    ``namespaces`` maps each kind (``uts``, ``pid``, ``mnt``, ...) to the inode of the namespace
+    the command ran in; compare it with the host's ``/proc/self/ns``. ``error`` is the lab's own
+    one-line explanation when the lab, not the command, failed (exit codes 125, 126, 127, or a
+    timeout).
+    """
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    namespaces: dict[str, int]
+    error: str | None
+
+
+class Container:
+    """A running container, handled like a ``subprocess.Popen``.
+
+    ``pid`` is the launcher's: the signals sent to it reach the command through the launcher
+    and the container's init. ``init_pid`` is the host's pid of the container's first process
+    (PID 1 inside, when it has a PID namespace). The constructor returns once the container's
+    namespaces and steps are in place and its command is being started; errors after that
+    (command not found) appear in ``error`` once it has exited. Use it in a ``with`` block, which
+    kills and reaps it if it is still running.
+    """
+
+    def __init__(self, spec: Spec, *, stdin=None, stdout=None, stderr=None):
+        read_end, write_end = os.pipe()
+        self._report = os.fdopen(read_end, "rb")
+        self._facts: dict = {}
+        try:
+            self._process = subprocess.Popen(
+                launcher_command(write_end, spec.to_json()), pass_fds=(write_end,),
+                stdin=stdin, stdout=stdout, stderr=stderr, encoding="utf-8", errors="replace",
+                # The container gets no signal from the caller's terminal (Ctrl-C in pytest),
+                # only those its launcher passes on, as a docker container gets.
+                start_new_session=True)
+        except BaseException:
+            self._report.close()
+            raise
+        finally:
+            os.close(write_end)
+        self._read_report(until_started=True)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def init_pid(self) -> int | None:
+        return self._facts.get("init_pid")
+
+    @property
+    def namespaces(self) -> dict[str, int]:
+        return self._facts.get("namespaces", {})
+
+    @property
+    def error(self) -> str | None:
+        return self._facts.get("error")
+
+    def send_signal(self, signal: int) -> None:
+        self._process.send_signal(signal)
+
+    def terminate(self) -> None:
+        """Send SIGTERM, as ``docker stop`` does first."""
+        self._process.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL the launcher; the kernel then kills the container's init, and its namespace."""
+        self._process.kill()
+
+    @property
+    def exit_code(self) -> int | None:
+        """The container's exit code (128+N for a signal N), once it has exited."""
+        code = self._process.returncode
+        return code if code is None or code >= 0 else 128 - code
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the container to exit; return its exit code."""
+        self._process.wait(timeout)
+        self._read_report(until_started=False)
+        return self.exit_code
+
+    def communicate(self, input: str | None = None) -> tuple[str, str]:
+        """Feed ``input``, read the output to its end and wait, like ``Popen.communicate``."""
+        stdout, stderr = self._process.communicate(input)
+        self.wait()
+        return stdout, stderr
+
+    def _read_report(self, until_started: bool) -> None:
+        """Merge the report's facts, until the container has started or the pipe ends."""
+        if self._report.closed:
+            return
+        for fact in report.facts(self._report):
+            self._facts.update(fact)
+            if until_started and self._started():
+                return
+        self._report.close()
+
+    def _started(self) -> bool:
+        return "error" in self._facts or {"init_pid", "namespaces"} <= self._facts.keys()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._process.poll() is None:
+            self.kill()
+        self.wait()
+
+
+def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
+        timeout: float | None = None, input: str | None = None) -> Result:
+    """Run ``command`` in a new container made by ``steps``, wait, and say what happened.
+
+    The command gets ``env`` (docker's PATH alone by default), ``input`` on its stdin (nothing
+    by default), and is killed after ``timeout`` seconds if one is given.
+    """
+    stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
+    with Container(_spec(command, steps, env, timeout), stdin=stdin, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE) as container:
+        stdout, stderr = container.communicate(input)
+    return Result(container.exit_code, stdout, stderr, container.namespaces, container.error)
+
+
+def start(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
+          timeout: float | None = None, stdout=subprocess.DEVNULL,
+          stderr=subprocess.DEVNULL) -> Container:
+    """Start ``command`` in a new container in the background; return its handle."""
+    return Container(_spec(command, steps, env, timeout), stdin=subprocess.DEVNULL,
+                     stdout=stdout, stderr=stderr)
+
+
+def _spec(command: list[str], steps: Sequence[Step], env: dict[str, str] | None,
+          timeout: float | None) -> Spec:
+    return Spec(command, list(steps), default_env() if env is None else dict(env), timeout)

@@ -1,0 +1,121 @@
+"""The launcher: the fresh process that turns a spec into a running container.
+
+The caller starts it with subprocess (``api.py``), so that unshare, mount and fork happen in a
+new single-threaded process and never in the caller (DESIGN.md rule 1). The launcher gets a
+report pipe and a spec, and then:
+
+1. unshares every namespace the spec's steps need, in one call;
+2. forks, because a new PID namespace only takes the children forked after unshare(): the child
+   is the container's first process, PID 1 when the spec has a PID namespace;
+3. in that child, applies the steps in order, reports the namespace ids, then becomes the
+   container's init (``init.py``): it forks the command, which restores a clean signal state
+   and execs, and supervises it;
+4. itself supervises the child: forwards the caller's signals, kills the container when the
+   spec's timeout passes, and exits with the container's status.
+
+Errors are reported on the pipe and as one line on stderr, with docker's exit codes (spec.py).
+Python's start-up is most of a container's start-up cost, so this module and what it imports
+stay small: the standard library, the syscalls and the steps a spec names.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from labkit.errors import LabError
+from labkit.runtime.init import block_signals, restore_signals, supervise
+from labkit.runtime.report import Reporter
+from labkit.runtime.spec import LAB_ERROR, NOT_EXECUTABLE, NOT_FOUND, Spec
+from labkit.syscalls import PR_SET_PDEATHSIG, prctl, unshare
+
+USAGE = "usage: launch REPORT_FD SPEC_JSON (started by labkit.runtime.api, not by hand)"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[0].isdigit():
+        print(f"labkit: {USAGE}", file=sys.stderr)
+        return LAB_ERROR
+    report = Reporter(int(argv[0]))
+    try:
+        spec = Spec.from_json(argv[1])
+        unshare(spec.namespaces)
+    except (LabError, OSError) as error:
+        report.fail(error)
+        return LAB_ERROR
+    signal_mask = block_signals()
+    child = os.fork()
+    if child == 0:
+        _exit_with(lambda: _container(spec, report, signal_mask))
+    report.send(init_pid=child)
+    status = supervise(child, spec.timeout)
+    if status is None:
+        os.kill(child, signal.SIGKILL)
+        report.fail(f"the command ran longer than its timeout of {spec.timeout:g} s; "
+                    f"the container was killed")
+        status = supervise(child)
+    return status
+
+
+def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:
+    """The container's first process: apply the steps, then start the command under init."""
+    try:
+        _die_with_parent()
+        for step in spec.steps:
+            step.apply()
+        report.send(namespaces=_namespace_ids())
+    except (LabError, OSError) as error:
+        report.fail(error)
+        return LAB_ERROR
+    command = os.fork()
+    if command == 0:
+        _exit_with(lambda: _exec(spec, report, signal_mask))
+    report.close()
+    return supervise(command)
+
+
+def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:
+    """Replace this process with the command; return an exit code only if that fails."""
+    restore_signals(signal_mask)
+    _die_with_parent()
+    name = spec.command[0]
+    try:
+        os.execvpe(name, spec.command, spec.env)
+    except (FileNotFoundError, NotADirectoryError):
+        where = "" if "/" in name else f" in PATH={spec.env.get('PATH', os.defpath)}"
+        report.fail(f"{name}: command not found{where}")
+        return NOT_FOUND
+    except OSError as error:
+        report.fail(f"{name}: cannot execute it: {error.strerror}")
+        return NOT_EXECUTABLE
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies.
+
+    So killing the launcher (even with SIGKILL, which it cannot pass on) kills the container's
+    init, and with it the whole PID namespace; without one, it kills the command too.
+    """
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _namespace_ids() -> dict[str, int]:
+    """The inode of each namespace this process is in; its links read like ``uts:[4026531838]``."""
+    return {name: int(os.readlink(f"/proc/self/ns/{name}").split("[")[1].rstrip("]"))
+            for name in sorted(os.listdir("/proc/self/ns"))}
+
+
+def _exit_with(body: Callable[[], int]) -> None:
+    """Run ``body`` in a forked child and exit with its code, whatever happens.
+
+    A forked child must never return into its parent's code: an exception that escaped would
+    go on to run the parent's loop a second time.
+    """
+    try:
+        code = body()
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = LAB_ERROR
+    os._exit(code)
