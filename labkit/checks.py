@@ -6,8 +6,8 @@ Two kinds of check live here:
   green tick when the kernel agreed, and raises when it did not, so a notebook run by nbval fails
   exactly where the lesson stopped being true.
 * ``Exercise`` is a question for the learner, with ``check(answer)``, ``hint()`` and
-  ``solution()``. A wrong answer is not an error: ``check`` says "not yet" and why, and returns
-  False. The solution stays hidden until asked for.
+  ``solution()``. A wrong answer is not an error: ``check`` returns a false ``Verdict`` that
+  shows "not yet" and why. The solution stays hidden until asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +29,20 @@ def expect(claim: str, holds: bool, seen: Any = None) -> None:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The answer's verdict: true when right, shown as one line in the notebook."""
+
+    right: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Exercise:
     """A question with its own checker, a hint, and a solution shown only on request.
 
@@ -40,11 +54,12 @@ class Exercise:
     hint_text: str
     solution_text: str
 
-    def check(self, answer: Any) -> bool:
+    def check(self, answer: Any) -> Verdict:
         """Say whether ``answer`` is right; a wrong one gets the reason, not an exception."""
         problem = "no answer yet" if answer is ... else self.verify(answer)
-        print("✔ Correct." if problem is None else f"✘ Not yet: {problem}")
-        return problem is None
+        if problem is None:
+            return Verdict(True, "✔ Correct.")
+        return Verdict(False, f"✘ Not yet: {problem}")
 
     def hint(self) -> None:
         print(f"Hint: {self.hint_text}")

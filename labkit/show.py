@@ -189,6 +189,32 @@ class Mermaid:
         return self.source
 
 
+@dataclass(frozen=True)
+class Source:
+    """The source code of a piece of the lab, to read in a lesson beside what it does.
+
+    In JupyterLab it renders as highlighted Python; in plain mode it is the bare text.
+    """
+
+    text: str
+
+    def _repr_markdown_(self) -> str | None:
+        return None if plain() else f"```python\n{self.text}\n```"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def source(obj) -> Source:
+    """The source of a class, function or module, as a view."""
+    import inspect as python_inspect
+
+    return Source(python_inspect.getsource(obj).rstrip())
+
+
 def echo(view) -> None:
     """Print a view to the terminal: rich when a person is watching, plain otherwise."""
     if plain() or not os.isatty(1):

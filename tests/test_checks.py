@@ -23,23 +23,23 @@ SQUARE = Exercise(
 )
 
 
-def test_a_right_answer_passes(capsys):
-    assert SQUARE.check(49) is True
-    assert capsys.readouterr().out == "✔ Correct.\n"
+def test_a_right_answer_passes():
+    verdict = SQUARE.check(49)
+    assert verdict and repr(verdict) == "✔ Correct."
 
 
-def test_a_wrong_answer_is_rejected_with_its_reason(capsys):
-    assert SQUARE.check(14) is False
-    assert capsys.readouterr().out == "✘ Not yet: 14 is not 7 * 7\n"
+def test_a_wrong_answer_is_rejected_with_its_reason():
+    verdict = SQUARE.check(14)
+    assert not verdict and repr(verdict) == "✘ Not yet: 14 is not 7 * 7"
 
 
-def test_an_unanswered_exercise_is_not_an_error(capsys):
-    assert SQUARE.check(...) is False
-    assert capsys.readouterr().out == "✘ Not yet: no answer yet\n"
+def test_an_unanswered_exercise_is_not_an_error():
+    verdict = SQUARE.check(...)
+    assert not verdict and repr(verdict) == "✘ Not yet: no answer yet"
 
 
 def test_the_solution_shows_only_when_asked(capsys):
-    SQUARE.check(14)
+    print(repr(SQUARE.check(14)))
     SQUARE.hint()
     shown = capsys.readouterr().out
     assert "49" not in shown and "Multiply" in shown

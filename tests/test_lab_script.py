@@ -25,11 +25,18 @@ def _free_port() -> int:
 
 
 def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    """The HTTP status of ``url``, waiting a little for a server that is still binding."""
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except urllib.error.URLError as error:
+            if not isinstance(error.reason, ConnectionRefusedError):
+                raise
+            time.sleep(0.2)
+    raise AssertionError(f"nothing answers at {url}")
 
 
 @pytest.fixture
