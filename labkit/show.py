@@ -262,11 +262,15 @@ def _process_branch(node: ProcessNode) -> Branch:
     return Branch(tuple(label), tuple(_process_branch(child) for child in node.children))
 
 
+COMMAND_WIDTH = 72
+
+
 def _command(node: ProcessNode) -> str:
-    """The command line as a shell would take it; a zombie only has its name left, like ps."""
+    """The command line as a shell would take it, cut to one line; a zombie only has its name."""
     if node.state == "zombie":
         return f"{node.name} <defunct>"
-    return shlex.join(node.cmdline) if node.cmdline else f"[{node.name}]"
+    line = shlex.join(node.cmdline) if node.cmdline else f"[{node.name}]"
+    return line if len(line) <= COMMAND_WIDTH else line[:COMMAND_WIDTH - 1] + "…"
 
 
 def mounts(table: Sequence[Mount], title: str = "mount table") -> Table:
