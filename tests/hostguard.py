@@ -68,10 +68,13 @@ def _describe(pid: int) -> str | None:
                 return None
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        if not command:  # between fork and exec, or a kernel-made process: the name will do
+            with open(f"/proc/{pid}/comm") as f:
+                command = f"[{f.read().strip()}]"
         namespace = os.readlink(f"/proc/{pid}/ns/mnt")
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return f"{command or '?'} ({namespace})"
+    return f"{command} ({namespace})"
 
 
 def descendants(root: int) -> dict[int, str]:

@@ -44,13 +44,15 @@ def test_guard_catches_a_mount_leaked_into_the_host(inner, tmp_path):
 
 def test_guard_catches_a_leaked_process_even_a_daemonised_one(inner):
     inner.makepyfile("""
-        import subprocess
+        import subprocess, time
         def test_leaks_a_daemon():
-            subprocess.run(["sh", "-c", "setsid sleep 1000 & true"], check=True)
+            subprocess.run(["sh", "-c", "setsid sleep 987654 & true"], check=True)
+            while subprocess.run(["pgrep", "-fx", "sleep 987654"]).returncode:
+                time.sleep(0.01)  # until the daemon has exec'd sleep, so the guard can name it
     """)
     result = inner.runpytest_subprocess()
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*process left running: pid * sleep 1000 (mnt:[[]*[]])*"])
+    result.stdout.fnmatch_lines(["*process left running: pid * sleep 987654 (mnt:[[]*[]])*"])
 
 
 def test_guard_passes_a_test_that_cleans_up(inner, tmp_path):
