@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
+from conftest import REPO
 
 
 @pytest.fixture
-def inner(pytester):
+def inner(pytester, monkeypatch):
     """A pytest run in a subprocess, guarded by this suite's own conftest and host guard."""
-    for name in ("conftest.py", "hostguard.py"):
-        shutil.copy(HERE / name, pytester.path / name)
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     return pytester
 
 

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 
-import hostguard
 import psutil
 import pytest
 
@@ -25,6 +24,7 @@ from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace
 from labkit.sandbox import shared_root
+from tests import hostguard
 
 CONTAINER = [Hostname("container"), PidNamespace(), PrivateProc()]
 
