@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,10 @@ class Container:
         return code if code is None or code >= 0 else 128 - code
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the container to exit; return its exit code."""
+        """Wait for the container to exit, its init included; return its exit code."""
         self._process.wait(timeout)
         self._read_report(until_started=False)
+        _wait_until_gone(self.init_pid)
         return self.exit_code
 
     def communicate(self, input: str | None = None) -> tuple[str, str]:
@@ -148,6 +150,24 @@ class Container:
         if self._process.poll() is None:
             self.kill()
         self.wait()
+
+
+def _wait_until_gone(pid: int | None, patience: float = 5.0) -> None:
+    """Wait until ``pid`` has died (a zombie or gone).
+
+    When the launcher is killed, the kernel kills the container's init only afterwards
+    (PR_SET_PDEATHSIG), so without this wait a container that "has exited" could still have
+    its init running for a moment.
+    """
+    deadline = time.monotonic() + patience
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.001)
 
 
 def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
