@@ -34,6 +34,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
@@ -43,8 +44,24 @@ MNT_DETACH = 2
 
 # prctl(2) options used by the runtime.
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# close_range(2) flag: mark the descriptors close-on-exec instead of closing them.
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+# socket(2) arguments, for the ioctls that configure network interfaces.
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_CLOEXEC = 0o2000000
+
+# capset(2): the version of its header that takes 64 capabilities, as two 32-bit halves.
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # glibc has no pivot_root() wrapper, so it is called by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
@@ -107,13 +124,44 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
 
 
-def prctl(option: int, arg: int = 0) -> None:
-    """Set a per-process attribute (subreaper, no_new_privs)."""
-    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
+def prctl(option: int, arg: int = 0) -> int:
+    """Read or set a per-process attribute (subreaper, no_new_privs, capability bounding set)."""
+    return _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
 
 
-# statfs(2) f_type of an overlay filesystem, from <linux/magic.h>.
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability sets, each a bit mask (bit N = capability N)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    halves = (_CapData * 2)(*[_CapData(*(mask >> shift & 0xFFFFFFFF
+                                         for mask in (effective, permitted, inheritable)))
+                              for shift in (0, 32)])
+    _check(_libc.capset(ctypes.byref(header), halves),
+           f"capset({effective:#x}, {permitted:#x}, {inheritable:#x})")
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """Close (or, with CLOSE_RANGE_CLOEXEC, mark close-on-exec) descriptors first..last."""
+    _check(_libc.close_range(ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_int(flags)),
+           f"close_range({first}, {last}, {flags})")
+
+
+def socket(domain: int, kind: int) -> int:
+    """A new socket's descriptor; the lab only needs one to aim network ioctls at."""
+    return _check(_libc.socket(domain, kind, 0), f"socket({domain}, {kind})")
+
+
+# statfs(2) f_type of an overlay filesystem and of a tmpfs, from <linux/magic.h>.
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
+TMPFS_MAGIC = 0x01021994
 
 
 def filesystem_type(path: str) -> int:
