@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,9 +21,8 @@ import pytest
 from labkit import doctor
 from labkit.cli import NEEDS_ROOT
 from labkit.sandbox import shared_root
+from tests.conftest import LABKIT, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-LABKIT = str(Path(sys.executable).with_name("labkit"))
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 

@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import REPO
+
+from tests.conftest import REPO
 
 LAB = str(REPO / "lab.sh")
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]

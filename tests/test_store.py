@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ import pytest
 from labkit import store
 from labkit.digest import tree_digest
 from labkit.errors import LabError
-
-LABKIT = str(Path(sys.executable).with_name("labkit"))
+from tests.conftest import LABKIT
 
 
 def run_labkit(home: Path | str, *args: str, cwd: Path | None = None,
