@@ -40,12 +40,17 @@ def names(samples_dir: Path = SAMPLES_DIR) -> list[str]:
     return sorted(source.stem for source in samples_dir.glob("*.c"))
 
 
-def build(name: str, *, samples_dir: Path = SAMPLES_DIR) -> Path:
-    """The path of the sample's binary, compiled now unless this exact build is cached."""
+def build(name: str, *, samples_dir: Path = SAMPLES_DIR, static: bool = False) -> Path:
+    """The path of the sample's binary, compiled now unless this exact build is cached.
+
+    ``static=True`` links the C library into the binary (``gcc -static``), for a program that
+    must run where the host's libc is not, such as a container's init.
+    """
     source = _source(name, samples_dir)
-    binary = cache_dir() / f"{name}-{_fingerprint(source)}"
+    flags = (*CFLAGS, "-static") if static else CFLAGS
+    binary = cache_dir() / f"{name}-{_fingerprint(source, flags)}"
     if not binary.exists():
-        _compile(source, binary)
+        _compile(source, binary, flags)
     return binary
 
 
@@ -81,15 +86,15 @@ def _source(name: str, samples_dir: Path) -> Path:
     return samples_dir / f"{name}.c"
 
 
-def _fingerprint(source: Path) -> str:
+def _fingerprint(source: Path, flags: tuple[str, ...]) -> str:
     """A hash of everything the binary depends on: flags, the source, the shared headers."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    digest = hashlib.sha256(" ".join(flags).encode())
     for path in [source, *sorted(source.parent.glob("*.h"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def _compile(source: Path, binary: Path) -> None:
+def _compile(source: Path, binary: Path, flags: tuple[str, ...]) -> None:
     """Compile in the store's tmp/ and rename into the cache, so that neither a failed nor a
     concurrent build ever leaves a half-written binary under the final name."""
     gcc = shutil.which("gcc")
@@ -97,7 +102,7 @@ def _compile(source: Path, binary: Path) -> None:
         raise LabError("gcc is not on PATH: install it (apt-get install gcc) and try again")
     with store.writing() as lab, lab.staging() as work:
         built = work / binary.name
-        result = subprocess.run([gcc, *CFLAGS, "-o", str(built), str(source)],
+        result = subprocess.run([gcc, *flags, "-o", str(built), str(source)],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BuildError(f"gcc could not compile {source.name}:\n{result.stderr.strip()}")

@@ -20,6 +20,13 @@ caller's signals reach the container through one chain: caller -> launcher -> in
 Signals are blocked and taken one at a time with sigwaitinfo() instead of handled
 asynchronously: a blocked signal stays pending (a PID 1 does not drop it), none is lost between
 two system calls, and the loop reads top to bottom.
+
+Two inits, one job. This one is the host's Python, and it serves the lesson containers, which
+share the host's files. A container with a root filesystem of its own (``container.py``) must
+run no host binary: the kernel shows PID 1's program as ``/proc/1/exe``, and through that link
+the container's root could open the host's python, and in CVE-2019-5736 overwrite it. There
+PID 1 is ``init.c``, the same loop in C, linked statically so it needs nothing from the image,
+and bind-mounted read-only into the container (``steps/static_init.py``).
 """
 
 from __future__ import annotations
@@ -49,9 +56,14 @@ def block_signals() -> set[signal.Signals]:
 
 def restore_signals(mask: set[signal.Signals]) -> None:
     """Give the command, about to exec, the signal state of a program started from a shell."""
+    reset_dispositions()
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def reset_dispositions() -> None:
+    """Undo Python's own signal handling, which exec() would otherwise pass on."""
     for number in _PYTHON_DISPOSITIONS:
         signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def exit_code(wait_status: int) -> int:

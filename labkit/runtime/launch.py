@@ -8,8 +8,10 @@ report pipe and a spec, and then:
 2. forks, because a new PID namespace only takes the children forked after unshare(): the child
    is the container's first process, PID 1 when the spec has a PID namespace;
 3. in that child, applies the steps in order, reports the namespace ids, then becomes the
-   container's init (``init.py``): it forks the command, which restores a clean signal state
-   and execs, and supervises it;
+   container's init: either it runs ``init.py`` itself, forking the command, which restores a
+   clean signal state and execs, and supervising it; or, in a container with a root
+   filesystem of its own, it execs the static init a step bind-mounted there (``init.c``),
+   which does the same;
 4. itself supervises the child: forwards the caller's signals, kills the container when the
    spec's timeout passes, and exits with the container's status.
 
@@ -26,12 +28,15 @@ import sys
 from collections.abc import Callable
 
 from labkit.errors import LabError
-from labkit.runtime.init import block_signals, restore_signals, supervise
+from labkit.runtime.init import block_signals, reset_dispositions, restore_signals, supervise
 from labkit.runtime.report import Reporter
 from labkit.runtime.spec import LAB_ERROR, NOT_EXECUTABLE, NOT_FOUND, Spec
 from labkit.syscalls import PR_SET_PDEATHSIG, prctl, unshare
 
 USAGE = "usage: launch REPORT_FD SPEC_JSON (started by labkit.runtime.api, not by hand)"
+
+# Where the static init finds the report pipe, to say "command not found" as init.py would.
+INIT_REPORT_FD = 3
 
 
 def main(argv: list[str]) -> int:
@@ -69,6 +74,8 @@ def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -
     except (LabError, OSError) as error:
         report.fail(error)
         return LAB_ERROR
+    if spec.init_program:
+        return _exec_init(spec, report)
     command = os.fork()
     if command == 0:
         _exit_with(lambda: _exec(spec, report, signal_mask))
@@ -90,6 +97,22 @@ def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int
     except OSError as error:
         report.fail(f"{name}: cannot execute it: {error.strerror}")
         return NOT_EXECUTABLE
+
+
+def _exec_init(spec: Spec, report: Reporter) -> int:
+    """Become the static init, which runs the command; return only if it cannot start.
+
+    The watched signals stay blocked across exec: a signal sent before the init takes them is
+    kept pending for it, where a PID 1 without a handler would drop it.
+    """
+    reset_dispositions()
+    os.dup2(report.fd, INIT_REPORT_FD)
+    os.set_inheritable(INIT_REPORT_FD, True)
+    try:
+        os.execve(spec.init_program, [spec.init_program, *spec.command], spec.env)
+    except OSError as error:
+        report.fail(f"cannot start the container's init {spec.init_program}: {error.strerror}")
+    return LAB_ERROR
 
 
 def _die_with_parent() -> None:

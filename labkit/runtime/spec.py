@@ -39,9 +39,13 @@ class Step:
     of all steps' flags at once, then forks. ``apply`` runs in the container's first process
     after that fork and before the command starts, in the order the spec lists the steps.
     A step's fields must be JSON values: the spec crosses to the launcher as JSON.
+
+    ``init_program`` is for the step that puts a static init in the container: the path, as
+    the container sees it, of the program that becomes PID 1 in place of the lab's Python init.
     """
 
     namespaces = 0
+    init_program = None
 
     def apply(self) -> None:
         """Change the new namespaces from inside; a step that only needs one does nothing."""
@@ -90,6 +94,12 @@ class Spec:
         for step in self.steps:
             flags |= step.namespaces
         return flags
+
+    @property
+    def init_program(self) -> str | None:
+        """The static init a step put in the container, if any; else the Python init runs."""
+        programs = [step.init_program for step in self.steps if step.init_program]
+        return programs[-1] if programs else None
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)

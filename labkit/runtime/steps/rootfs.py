@@ -1,0 +1,192 @@
+"""Step: the container's root filesystem, the image's layers under its own upper, plus volumes.
+
+A container of an image sees the image's read-only layers merged under one writable layer of
+its own (``overlay.py``, lesson 05), mounted here on an empty directory of the host (docker's
+``merged``). This is only where the container's ``/`` is *prepared*: the next steps mount
+``/dev``, ``/proc`` and ``/sys`` into it, and ``pivot_root.py`` then makes it the root. Once it
+is the root the host's files are gone for good, so whatever the container needs from the host
+is mounted in before that: its volumes here, the static init with ``/dev``.
+
+Volumes (``-v HOST:CTR[:ro]``) are bind mounts: the same directory or file of the host, seen at
+a second place, inside the rootfs. Writes go straight to the host, past the overlay, so a volume
+outlives the container and ``commit`` never sees what is in it. A read-only volume is a bind
+mount remounted read-only: the kernel sets a bind mount's flags only on a remount. It is a plain
+bind, not docker's recursive ``rbind``: what is mounted *below* the host path is not carried
+along, because a read-only remount would cover only the top mount and leave those writable.
+
+Paths inside the rootfs are resolved as the container will see them: a symlink in the image
+that points at ``/etc`` means the container's ``/etc``, never the host's, even though the
+runtime follows it from the host's side (``inside``). A volume whose container path does not
+exist in the image gets an empty directory (or file) made for it, as docker makes one; that
+mount point is written through the overlay, so it lands in the container's upper layer, and
+``commit`` keeps it as an empty directory, as ``docker commit`` does. The runtime's own mount
+points (``/dev``, ``/proc``, ``/sys``) exist in the base image, so they add nothing to the
+upper; a container path inside them is refused, since those are mounted over the volumes.
+
+Every check comes before the first mount: a volume whose host path does not exist is a
+LabError when the step is made, in the caller, before any process or mount exists.
+
+The overlay's upper and work directories are claimed (``overlay.py``) while the container is
+set up. The claim is a descriptor on a host directory, and no such descriptor may cross into
+the container (it would be a way out of the rootfs): it is close-on-exec, so the claim ends
+when PID 1 starts. From then on it is the container store's job to start each container once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit.errors import LabError
+from labkit.runtime.spec import LAB_ERROR, Step
+from labkit.runtime.steps.mounts import make_mounts_private
+from labkit.runtime.steps.overlay import Overlay
+from labkit.syscalls import (
+    CLONE_NEWNS,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REMOUNT,
+    mount,
+)
+
+RUNTIME_MOUNTS = ("/dev", "/proc", "/sys")
+
+# A bind mount copies these flags from its source; a remount must repeat them or clear them.
+_KEPT_FLAGS = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC}
+
+_SYMLINKS_MAX = 40  # the kernel's limit on symlinks followed in one path lookup
+
+
+def _error(message: str) -> LabError:
+    return LabError(message, exit_code=LAB_ERROR)
+
+
+def inside(root: str, path: str) -> str:
+    """The host's path of ``path`` as a process whose root is ``root`` would resolve it.
+
+    Symlinks are followed, but an absolute target starts again at ``root`` and ``..`` stops at
+    it, as they will once ``root`` is the container's ``/``. A component that does not exist
+    (yet) is taken as it is.
+    """
+    pending = [part for part in path.split("/") if part not in ("", ".")]
+    resolved: list[str] = []
+    followed = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if not os.path.islink(candidate):
+            resolved.append(part)
+            continue
+        followed += 1
+        if followed > _SYMLINKS_MAX:
+            raise _error(f"too many symlinks in {path} inside the container's rootfs")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            resolved = []
+        pending[:0] = [part for part in target.split("/") if part not in ("", ".")]
+    return os.path.join(root, *resolved)
+
+
+def mount_point(root: str, path: str, directory: bool = True) -> str:
+    """The host's path of ``path`` inside ``root``, made (an empty directory or file) if missing."""
+    where = inside(root, path)
+    try:
+        if directory:
+            os.makedirs(where, mode=0o755, exist_ok=True)
+        elif not os.path.lexists(where):
+            os.makedirs(os.path.dirname(where), mode=0o755, exist_ok=True)
+            os.close(os.open(where, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except OSError as error:
+        raise _error(f"cannot make the mount point {path} in the container: "
+                     f"{error.strerror}") from None
+    return where
+
+
+def bind(source: str, target: str, read_only: bool = False) -> None:
+    """Show ``source`` (a directory or a file) at ``target`` too; read-only if asked."""
+    mount(source, target, None, MS_BIND)
+    if read_only:
+        flags = os.statvfs(target).f_flag
+        kept = sum(mount_flag for flag, mount_flag in _KEPT_FLAGS.items() if flags & flag)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+@dataclass(frozen=True)
+class RootFs(Step):
+    """Mount ``lowers`` (top first) under ``upper`` on ``target``, then bind the volumes in.
+
+    ``volumes`` holds ``[host_path, container_path, read_only]`` lists.
+    """
+
+    lowers: list[str]
+    upper: str
+    work: str
+    target: str
+    volumes: list[list] = field(default_factory=list)
+    namespaces = CLONE_NEWNS
+
+    @classmethod
+    def of(cls, lowers: Sequence[str | Path], upper: str | Path, work: str | Path,
+           target: str | Path,
+           volumes: Sequence[tuple[str | Path, str, bool]] = ()) -> RootFs:
+        """A RootFs of absolute host paths and clean container paths, checked."""
+        overlay = Overlay.of(lowers, upper, work, target)
+        volumes = [[os.path.abspath(host), _clean(container), read_only]
+                   for host, container, read_only in volumes]
+        return cls(overlay.lowers, overlay.upper, overlay.work, overlay.target, volumes)
+
+    def __post_init__(self) -> None:
+        """Refuse a bad volume before anything exists: in the caller, and again in the
+        launcher (a host path may have gone in between)."""
+        seen = set()
+        for host, container, read_only in self.volumes:
+            if not os.path.exists(host):
+                raise _error(f"volume source {host} does not exist: create it, or correct "
+                             f"the path before ':' in -v {host}:{container}")
+            if not isinstance(read_only, bool):
+                raise _error(f"volume {host}:{container}: read_only is True or False, "
+                             f"not {read_only!r}")
+            if not (isinstance(container, str) and container.startswith("/")
+                    and container != "/" and container == _clean(container)):
+                raise _error(f"volume {host}:{container}: the container path must be "
+                             f"absolute and not /, such as /data")
+            if any(container == mounted or container.startswith(mounted + "/")
+                   for mounted in RUNTIME_MOUNTS):
+                raise _error(f"volume {host}:{container}: the runtime mounts its own "
+                             f"{', '.join(RUNTIME_MOUNTS)}; choose a path outside them")
+            if container in seen:
+                raise _error(f"volume {host}:{container}: two volumes on {container}")
+            seen.add(container)
+
+    def apply(self) -> None:
+        make_mounts_private()
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.target, 0o755)
+        overlay = Overlay(self.lowers, self.upper, self.work, self.target)
+        overlay.prepare(ExitStack())  # the claim ends at exec, see the module's docstring
+        overlay.mount()
+        # Parents before children: a volume at /data/cache must land on the one at /data.
+        for host, container, read_only in sorted(self.volumes,
+                                                 key=lambda volume: volume[1].count("/")):
+            where = mount_point(self.target, container, directory=os.path.isdir(host))
+            bind(host, where, read_only)
+
+
+def _clean(container_path: str) -> str:
+    """``/data/`` -> ``/data``, ``//a/../b`` -> ``/b``; anything but an absolute path comes back
+    as it is, to be refused."""
+    if not isinstance(container_path, str) or not container_path.startswith("/"):
+        return container_path
+    return "/" + posixpath.normpath(container_path).lstrip("/")
