@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,22 +66,6 @@ def expect_ps_lists_only(programs: Sequence[str], container: Sequence[str]) -> N
 
 # ---------------------------------------------------------------------------------------------
 # The kernel's view
-
-
-def tree_once_running(pid: int, command: Sequence[str],
-                      timeout: float = 5.0) -> inspect.ProcessNode:
-    """The process tree under ``pid`` as soon as ``command`` runs in it (or after ``timeout``).
-
-    ``api.start`` returns while the command is being started: a look at that moment may catch
-    the init's fork before its exec, or a process halfway through exec, with no command line yet.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        tree = inspect.process_tree(pid)
-        running = any(node.cmdline == tuple(command) for node in tree.walk())
-        if running or time.monotonic() > deadline:
-            return tree
-        time.sleep(0.01)
 
 
 def expect_host_sees_the_container(tree: inspect.ProcessNode) -> None:
