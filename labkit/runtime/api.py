@@ -8,7 +8,8 @@
 The caller never unshares, mounts or forks itself: it is often multithreaded (a Jupyter kernel),
 and those calls would change or endanger it (DESIGN.md rule 1). It only describes the container
 (a ``Spec``) and starts the launcher (``launch.py``) with subprocess, then talks to it through
-signals and reads what happened from the report pipe (``report.py``).
+signals and reads what happened from the report pipe (``report.py``). A fresh launcher costs
+Python's start-up every time; ``warm.py`` forks launchers from a helper started once instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,16 +27,44 @@ from labkit.runtime.spec import Spec, Step, default_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
-# -I: ignore the caller's PYTHON* variables, user site and working directory. -S: skip
-# site-packages and their start-up hooks. The launcher then sees only the standard library
-# and labkit, found by path, and starts tens of milliseconds sooner.
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from labkit.runtime.launch import main; sys.exit(main(sys.argv[2:]))")
+
+# How a Container starts its launcher: (spec_json, report_fd, stdin=, stdout=, stderr=) -> a
+# handle like subprocess.Popen's (see Container). No typing import: the CLI's path stays lean.
+Spawn = Callable[..., object]
+
+
+def lean_python(boot: str, *args: str) -> list[str]:
+    """The argv of a fresh interpreter that runs the code ``boot``, with labkit's directory as
+    ``sys.argv[1]`` (to put on ``sys.path``) and ``args`` after it.
+
+    -I: ignore the caller's PYTHON* variables, user site and working directory. -S: skip
+    site-packages and their start-up hooks. The process then sees only the standard library and
+    labkit, found by path, and starts tens of milliseconds sooner.
+    """
+    return [sys.executable, "-I", "-S", "-c", boot, _PACKAGE_ROOT, *args]
 
 
 def launcher_command(report_fd: int, spec_json: str) -> list[str]:
     """The argv of a launcher that builds the container ``spec_json`` describes."""
-    return [sys.executable, "-I", "-S", "-c", _BOOT, _PACKAGE_ROOT, str(report_fd), spec_json]
+    return lean_python(_BOOT, str(report_fd), spec_json)
+
+
+def spawn_launcher(spec_json: str, report_fd: int, *, stdin, stdout,
+                   stderr) -> subprocess.Popen:
+    """Start a launcher in a fresh interpreter, cold: Python's start-up and imports come first.
+
+    This is how a ``Container`` starts by default. ``labkit.runtime.warm`` offers another
+    ``spawn`` with the same arguments, whose launchers are forked from a helper kept warm. The
+    standard streams are as ``subprocess.Popen`` takes them; the output is read as text.
+    """
+    return subprocess.Popen(
+        launcher_command(report_fd, spec_json), pass_fds=(report_fd,),
+        stdin=stdin, stdout=stdout, stderr=stderr, encoding="utf-8", errors="replace",
+        # The container gets no signal from the caller's terminal (Ctrl-C in pytest),
+        # only those its launcher passes on, as a docker container gets.
+        start_new_session=True)
 
 
 @dataclass(frozen=True)
@@ -64,19 +93,21 @@ class Container:
     namespaces and steps are in place and its command is being started; errors after that
     (command not found) appear in ``error`` once it has exited. Use it in a ``with`` block, which
     kills and reaps it if it is still running.
+
+    ``spawn`` starts the launcher: a fresh interpreter by default (``spawn_launcher``), or a
+    fork of a warm helper (``labkit.runtime.warm``). It returns a handle with the part of
+    ``subprocess.Popen`` used here: ``pid``, ``returncode``, ``poll``, ``wait``,
+    ``send_signal``, ``terminate``, ``kill`` and ``communicate``.
     """
 
-    def __init__(self, spec: Spec, *, stdin=None, stdout=None, stderr=None):
+    def __init__(self, spec: Spec, *, stdin=None, stdout=None, stderr=None,
+                 spawn: Spawn = spawn_launcher):
         read_end, write_end = os.pipe()
         self._report = os.fdopen(read_end, "rb")
         self._facts: dict = {}
         try:
-            self._process = subprocess.Popen(
-                launcher_command(write_end, spec.to_json()), pass_fds=(write_end,),
-                stdin=stdin, stdout=stdout, stderr=stderr, encoding="utf-8", errors="replace",
-                # The container gets no signal from the caller's terminal (Ctrl-C in pytest),
-                # only those its launcher passes on, as a docker container gets.
-                start_new_session=True)
+            self._process = spawn(spec.to_json(), write_end, stdin=stdin, stdout=stdout,
+                                  stderr=stderr)
         except BaseException:
             self._report.close()
             raise
@@ -171,7 +202,8 @@ def _wait_until_gone(pid: int | None, patience: float = 5.0) -> None:
 
 
 def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
-        timeout: float | None = None, input: str | None = None) -> Result:
+        timeout: float | None = None, input: str | None = None,
+        spawn: Spawn = spawn_launcher) -> Result:
     """Run ``command`` in a new container made by ``steps``, wait, and say what happened.
 
     The command gets ``env`` (docker's PATH alone by default), ``input`` on its stdin (nothing
@@ -179,17 +211,17 @@ def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] |
     """
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
     with Container(_spec(command, steps, env, timeout), stdin=stdin, stdout=subprocess.PIPE,
-                   stderr=subprocess.PIPE) as container:
+                   stderr=subprocess.PIPE, spawn=spawn) as container:
         stdout, stderr = container.communicate(input)
     return Result(container.exit_code, stdout, stderr, container.namespaces, container.error)
 
 
 def start(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
           timeout: float | None = None, stdout=subprocess.DEVNULL,
-          stderr=subprocess.DEVNULL) -> Container:
+          stderr=subprocess.DEVNULL, spawn: Spawn = spawn_launcher) -> Container:
     """Start ``command`` in a new container in the background; return its handle."""
     return Container(_spec(command, steps, env, timeout), stdin=subprocess.DEVNULL,
-                     stdout=stdout, stderr=stderr)
+                     stdout=stdout, stderr=stderr, spawn=spawn)
 
 
 def _spec(command: list[str], steps: Sequence[Step], env: dict[str, str] | None,

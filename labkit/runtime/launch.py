@@ -1,8 +1,9 @@
 """The launcher: the fresh process that turns a spec into a running container.
 
 The caller starts it with subprocess (``api.py``), so that unshare, mount and fork happen in a
-new single-threaded process and never in the caller (DESIGN.md rule 1). The launcher gets a
-report pipe and a spec, and then:
+new single-threaded process and never in the caller (DESIGN.md rule 1); or the warm helper
+(``warm.py``) forks it and calls ``main`` here, with the imports already done. The launcher
+gets a report pipe and a spec, and then:
 
 1. unshares every namespace the spec's steps need, in one call;
 2. forks, because a new PID namespace only takes the children forked after unshare(): the child
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
     signal_mask = block_signals()
     child = os.fork()
     if child == 0:
-        _exit_with(lambda: _container(spec, report, signal_mask))
+        exit_with(lambda: _container(spec, report, signal_mask))
     report.send(init_pid=child)
     status = supervise(child, spec.timeout)
     if status is None:
@@ -78,7 +79,7 @@ def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -
         return _exec_init(spec, report)
     command = os.fork()
     if command == 0:
-        _exit_with(lambda: _exec(spec, report, signal_mask))
+        exit_with(lambda: _exec(spec, report, signal_mask))
     report.close()
     return supervise(command)
 
@@ -130,7 +131,7 @@ def _namespace_ids() -> dict[str, int]:
             for name in sorted(os.listdir("/proc/self/ns"))}
 
 
-def _exit_with(body: Callable[[], int]) -> None:
+def exit_with(body: Callable[[], int]) -> None:
     """Run ``body`` in a forked child and exit with its code, whatever happens.
 
     A forked child must never return into its parent's code: an exception that escaped would

@@ -1,0 +1,465 @@
+"""A warm launcher: containers started from a notebook without starting Python each time.
+
+``api.run`` starts every container with a fresh interpreter: Python's start-up and the imports
+of the launcher and its steps come first, tens of milliseconds, where the kernel's own work is
+2-4 ms. A ``Launcher`` pays that once. It starts one helper process with subprocess (never by
+forking the caller: a Jupyter kernel is multithreaded, DESIGN.md rule 1). The helper imports the
+launcher and every step, and waits. For each container it forks, and the child calls
+``launch.main``, the very function a cold launcher runs, with nothing left to import. It even
+forks one launcher ahead: a *spare* waits for the next request, so that the fork itself is paid
+while nobody waits (``_Spare``)::
+
+    caller --spec + descriptors--> helper (single-threaded, imports done)
+                                     | fork, once per container, one ahead
+                                     v
+                                   spare --request--> launcher (launch.main) -> init -> command
+
+    with warm.Launcher() as launcher:
+        launcher.run(["hostname"], [Hostname("box")]).stdout    # 'box\\n', as api.run says
+        sleeper = launcher.start(["sleep", "60"], steps)       # a Container, as api.start
+
+Between the caller and the helper:
+
+- the **control socket** carries requests, one message each (SOCK_SEQPACKET keeps them apart):
+  the spec as JSON, with six descriptors passed alongside (SCM_RIGHTS): the report pipe, the
+  container's stdin, stdout and stderr, the caller's working directory, and a reply socket;
+- a **reply socket** per container carries the launcher's pid and, when it ends, its wait
+  status; the other way, the signals the caller sends it. Only the helper signals and reaps its
+  children: as their parent it knows that a pid is still theirs, not reused by another process.
+
+When the caller closes the launcher, or dies (the control socket then reads as closed), the
+helper kills the launchers still running, which takes their containers down, reaps them and
+exits. If the helper dies, the kernel kills its launchers (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+import pkgutil
+import selectors
+import signal
+import socket
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from labkit.errors import LabError
+from labkit.runtime import api, launch
+from labkit.runtime.spec import LAB_ERROR, Step
+from labkit.syscalls import PR_SET_PDEATHSIG, prctl
+
+# The longest spec a request carries: what a cold launcher takes as one argument (the kernel's
+# MAX_ARG_STRLEN), so that a spec runs warm exactly when it would run cold.
+MAX_SPEC = 128 * 1024
+
+_READY = b"ready"
+_DESCRIPTORS = 6  # report, stdin, stdout, stderr, working directory, reply
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from labkit.runtime.warm import serve; sys.exit(serve(int(sys.argv[2])))")
+
+
+# ---------------------------------------------------------------------------------------------
+# The caller's side
+
+
+class Launcher:
+    """A helper process kept warm, which forks one launcher per container.
+
+    Use it in a ``with`` block, or call ``close()``: closing stops the helper, and kills the
+    containers it started that are still running. Its methods may be called from any thread.
+    """
+
+    def __init__(self) -> None:
+        caller_end, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with helper_end:
+            # A session of its own: no signal from the caller's terminal reaches the helper.
+            self._helper = subprocess.Popen(
+                api.lean_python(_BOOT, str(helper_end.fileno())),
+                pass_fds=(helper_end.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, start_new_session=True)
+        self._control = caller_end
+        if self._control.recv(len(_READY)) != _READY:
+            self.close()
+            raise LabError("the warm launcher's helper died while starting: its error is above",
+                           exit_code=LAB_ERROR)
+
+    @property
+    def pid(self) -> int:
+        """The helper's pid: the parent of every launcher it forks."""
+        return self._helper.pid
+
+    def run(self, command: list[str], steps: Sequence[Step] = (), **options) -> api.Result:
+        """``api.run`` through this launcher: the same arguments, the same ``Result``."""
+        return api.run(command, steps, spawn=self.spawn, **options)
+
+    def start(self, command: list[str], steps: Sequence[Step] = (), **options) -> api.Container:
+        """``api.start`` through this launcher: the same arguments, the same ``Container``."""
+        return api.start(command, steps, spawn=self.spawn, **options)
+
+    def spawn(self, spec_json: str, report_fd: int, *, stdin, stdout, stderr) -> WarmProcess:
+        """Have the helper fork a launcher: the ``spawn`` that ``api.Container`` takes."""
+        return WarmProcess(self._control, spec_json, report_fd, (stdin, stdout, stderr))
+
+    def close(self) -> None:
+        """Stop the helper, once it has killed and reaped the launchers still running."""
+        self._control.close()
+        self._helper.wait()
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class WarmProcess:
+    """A launcher forked by the helper, handled as the ``subprocess.Popen`` of a cold one is.
+
+    Its output is read as UTF-8 text with universal newlines, as ``spawn_launcher`` asks of
+    Popen, so a container gives the same ``Result`` warm or cold.
+    """
+
+    def __init__(self, control: socket.socket, spec_json: str, report_fd: int,
+                 streams: tuple) -> None:
+        request = spec_json.encode()
+        if len(request) > MAX_SPEC:
+            raise LabError(f"a spec of {len(request)} bytes is too long: at most {MAX_SPEC}",
+                           exit_code=LAB_ERROR)
+        self.returncode: int | None = None
+        self._reply, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs, self._pipes = _child_streams(*streams)
+        try:
+            with helper_end:
+                _send(control, request, [report_fd, *theirs], helper_end)
+            for fd in theirs:
+                os.close(fd)
+            theirs = []
+            # Our copy of the helper's end is closed: if the helper dies, this reads as closed,
+            # and the answer has no pid.
+            self.pid: int = self._receive(timeout=None)["pid"]
+        except (ConnectionError, KeyError):
+            self._abandon(theirs)
+            raise LabError("the warm launcher's helper is gone: start a new Launcher",
+                           exit_code=LAB_ERROR) from None
+        except BaseException:
+            self._abandon(theirs)
+            raise
+
+    def poll(self) -> int | None:
+        """The launcher's exit code if it has exited (minus N for a signal N), else None."""
+        if self.returncode is None:
+            self._take_status(self._receive(timeout=0))
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            answer = self._receive(timeout)
+            if answer is None:
+                raise subprocess.TimeoutExpired(f"warm launcher {self.pid}", timeout)
+            self._take_status(answer)
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        """Ask the helper to signal the launcher, which passes it on to the container."""
+        if self.poll() is None:
+            # If the helper is gone, so are its launchers: there is nobody left to signal.
+            with contextlib.suppress(ConnectionError):
+                self._reply.send(json.dumps({"signal": int(number)}).encode())
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, input: str | None = None) -> tuple[str | None, str | None]:
+        """Write ``input`` to the piped stdin, read the piped stdout and stderr to their end
+        while doing so, then wait; as ``Popen.communicate`` does, in text."""
+        stdin, stdout, stderr = self._pipes
+        self._pipes = (None, None, None)
+        output = _exchange(stdin, (input or "").encode(), [fd for fd in (stdout, stderr)
+                                                           if fd is not None])
+        self.wait()
+        return (_text(output.get(stdout)) if stdout is not None else None,
+                _text(output.get(stderr)) if stderr is not None else None)
+
+    def _receive(self, timeout: float | None) -> dict | None:
+        """The helper's next message; None if none came within ``timeout`` seconds, and an
+        empty dict if the helper has gone."""
+        self._reply.settimeout(timeout)
+        try:
+            message = self._reply.recv(4096)
+        except (TimeoutError, BlockingIOError):
+            return None
+        return json.loads(message) if message else {}
+
+    def _take_status(self, answer: dict | None) -> None:
+        if answer is None:
+            return
+        # Without a status the helper died, and the kernel killed this launcher with it: the
+        # wait status of a process killed by SIGKILL is the signal's number.
+        status = answer.get("status", signal.SIGKILL)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._reply.close()
+
+    def _abandon(self, theirs: list[int]) -> None:
+        """Close every descriptor of a launcher that never started."""
+        for fd in [*theirs, *self._pipes]:
+            if fd is not None:
+                os.close(fd)
+        self._reply.close()
+
+
+def _send(control: socket.socket, request: bytes, fds: list[int],
+          helper_end: socket.socket) -> None:
+    """Send a request: the spec, then the report pipe and the three streams (``fds``), the
+    working directory, and the helper's end of the reply socket."""
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        socket.send_fds(control, [request], [*fds, cwd, helper_end.fileno()])
+    finally:
+        os.close(cwd)
+
+
+def _child_streams(stdin, stdout, stderr) -> tuple[list[int], tuple]:
+    """The launcher's three standard descriptors, from what ``subprocess.Popen`` would take
+    (None, DEVNULL, PIPE, STDOUT for stderr, a descriptor or a file); and the caller's ends of
+    the pipes made for PIPE (None where there is none). Each of the first is the caller's to
+    close once sent."""
+    theirs: list[int] = []
+    ours: list[int | None] = []
+    for number, stream in enumerate((stdin, stdout, stderr)):
+        mine = None
+        if stream is None:
+            fd = os.dup(number)  # the caller's own stream, as a child inherits it
+        elif stream == subprocess.DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR)
+        elif stream == subprocess.PIPE:
+            read_end, write_end = os.pipe()
+            fd, mine = (read_end, write_end) if number == 0 else (write_end, read_end)
+        elif stream == subprocess.STDOUT and number == 2:
+            fd = os.dup(theirs[1])
+        else:
+            fd = os.dup(stream if isinstance(stream, int) else stream.fileno())
+        theirs.append(fd)
+        ours.append(mine)
+    return theirs, tuple(ours)
+
+
+def _exchange(stdin: int | None, data: bytes, outputs: list[int]) -> dict[int, bytes]:
+    """Write ``data`` to ``stdin`` (then close it) while reading each of ``outputs`` to its
+    end, so that neither side waits for the other; close them all. What each output said."""
+    chunks: dict[int, list[bytes]] = {fd: [] for fd in outputs}
+    with selectors.DefaultSelector() as selector:
+        if stdin is not None and data:
+            os.set_blocking(stdin, False)
+            selector.register(stdin, selectors.EVENT_WRITE)
+        elif stdin is not None:
+            os.close(stdin)
+        for fd in outputs:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _ in selector.select():
+                if key.fd == stdin:
+                    try:  # non-blocking: the kernel takes what fits in the pipe now
+                        data = data[os.write(stdin, data):]
+                    except BrokenPipeError:
+                        data = b""  # the command exited without reading it all, as it may
+                    done = not data
+                else:
+                    chunk = os.read(key.fd, 65536)
+                    chunks[key.fd].append(chunk)
+                    done = not chunk
+                if done:
+                    selector.unregister(key.fd)
+                    os.close(key.fd)
+    return {fd: b"".join(parts) for fd, parts in chunks.items()}
+
+
+def _text(data: bytes | None) -> str:
+    """Bytes as Popen(encoding="utf-8", errors="replace") reads them, newlines made universal."""
+    text = (data or b"").decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The helper's side
+
+
+@dataclass
+class _Child:
+    """A launcher the helper forked and gave a request: its pid, a pidfd that turns readable
+    when it exits, and the reply socket to its caller."""
+
+    pid: int
+    pidfd: int
+    reply: socket.socket
+
+
+def serve(control_fd: int) -> int:
+    """The helper: import everything once, then hand each request to a launcher forked ahead
+    of it, until the caller closes the control socket; then kill and reap the launchers left,
+    and exit."""
+    _warm_up()
+    control = socket.socket(fileno=control_fd)
+    spare = _Spare()
+    control.send(_READY)
+    children: list[_Child] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(control, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is control:
+                    request, fds, flags, _ = socket.recv_fds(control, MAX_SPEC + 1, _DESCRIPTORS)
+                    if not request and not fds:
+                        return _shut_down(children, spare)
+                    if _complete(request, fds, flags):
+                        child, spare = _hand_over(spare, request, fds)
+                        children.append(child)
+                        selector.register(child.pidfd, selectors.EVENT_READ, child)
+                        selector.register(child.reply, selectors.EVENT_READ, child)
+                elif key.fd == key.data.pidfd:
+                    _forget(key.data, selector)
+                    children.remove(key.data)
+                    _reap(key.data)
+                else:
+                    _pass_on_signal(key.data, selector)
+
+
+def _warm_up() -> None:
+    """Import every step, so a launcher forked from here imports nothing; then freeze what was
+    imported, so the garbage collector does not touch (and copy) those pages in each fork."""
+    from labkit.runtime import steps
+
+    for module in pkgutil.iter_modules(steps.__path__):
+        importlib.import_module(f"{steps.__name__}.{module.name}")
+    gc.freeze()
+
+
+def _complete(request: bytes, fds: list[int], flags: int) -> bool:
+    """Whether a request arrived whole. One cut short is dropped: its reply socket closes
+    unanswered, which the caller reports."""
+    if flags & socket.MSG_TRUNC or len(fds) != _DESCRIPTORS or len(request) > MAX_SPEC:
+        for fd in fds:
+            os.close(fd)
+        return False
+    return True
+
+
+class _Spare:
+    """A launcher forked before its request comes, waiting on a socket of its own.
+
+    A fork of the helper costs milliseconds: the kernel copies its page tables, and each page
+    either process then writes is copied on that first write. The spare pays that while nobody
+    waits; a request then only crosses one more socket.
+    """
+
+    def __init__(self) -> None:
+        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        helper = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            launch.exit_with(lambda: _await_request(helper, theirs))
+        theirs.close()
+
+    def take(self, request: bytes, fds: list[int]) -> _Child | None:
+        """Hand the spare a request, which makes it that container's launcher; None if the
+        spare was killed while it waited (it is reaped, and ``fds`` are still ours)."""
+        try:
+            socket.send_fds(self.socket, [request], fds)
+        except ConnectionError:
+            os.waitpid(self.pid, 0)
+            return None
+        finally:
+            self.socket.close()
+        return _Child(self.pid, os.pidfd_open(self.pid), socket.socket(fileno=fds[-1]))
+
+    def retire(self) -> None:
+        """Close its socket, on which it then reads that no request will come, and reap it."""
+        self.socket.close()
+        os.waitpid(self.pid, 0)
+
+
+def _hand_over(spare: _Spare, request: bytes, fds: list[int]) -> tuple[_Child, _Spare]:
+    """Give a request to the spare, tell the caller its launcher's pid, and fork the next
+    spare, in that order: the caller does not wait for that fork."""
+    while (child := spare.take(request, fds)) is None:
+        spare = _Spare()
+    for fd in fds[:-1]:
+        os.close(fd)
+    _answer(child, pid=child.pid)
+    return child, _Spare()
+
+
+def _await_request(helper: int, requests: socket.socket) -> int:
+    """The spare, in its forked child: die with the helper, keep none of its descriptors, and
+    wait; then become the launcher of the request that comes (none: the helper is closing)."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != helper:  # the helper died before prctl() took effect
+        return LAB_ERROR
+    os.setsid()  # a session of its own, as subprocess gives a cold launcher
+    _close_all_but(requests.fileno())
+    request, fds, _, _ = socket.recv_fds(requests, MAX_SPEC + 1, _DESCRIPTORS)
+    requests.close()
+    if not request:
+        return 0
+    return _become_launcher(request.decode(), fds)
+
+
+def _become_launcher(spec_json: str, fds: list[int]) -> int:
+    """Take the caller's streams and working directory, and run the launcher's own ``main``."""
+    report, stdin, stdout, stderr, cwd, _reply = fds
+    for number, fd in enumerate((stdin, stdout, stderr)):
+        os.dup2(fd, number)
+    os.fchdir(cwd)
+    _close_all_but(report)
+    return launch.main([str(report), spec_json])
+
+
+def _close_all_but(keep: int) -> None:
+    """Close every descriptor above 2 but ``keep``: a launcher holds nothing of the helper's,
+    nor of the other containers'."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def _pass_on_signal(child: _Child, selector: selectors.BaseSelector) -> None:
+    """Send a launcher the signal its caller asked for; or, when the caller has dropped its
+    handle (the reply socket reads as closed), stop listening to it."""
+    message = child.reply.recv(4096)
+    if message:
+        os.kill(child.pid, json.loads(message)["signal"])
+    else:
+        selector.unregister(child.reply)
+
+
+def _forget(child: _Child, selector: selectors.BaseSelector) -> None:
+    selector.unregister(child.pidfd)
+    if child.reply in selector.get_map():
+        selector.unregister(child.reply)
+
+
+def _reap(child: _Child) -> None:
+    _, status = os.waitpid(child.pid, 0)
+    _answer(child, status=status)
+    os.close(child.pidfd)
+    child.reply.close()
+
+
+def _answer(child: _Child, **message) -> None:
+    # If the caller dropped its handle, the launcher runs on without an audience.
+    with contextlib.suppress(ConnectionError):
+        child.reply.send(json.dumps(message).encode())
+
+
+def _shut_down(children: list[_Child], spare: _Spare) -> int:
+    spare.retire()
+    for child in children:
+        os.kill(child.pid, signal.SIGKILL)
+    for child in children:
+        _reap(child)
+    return 0
