@@ -35,7 +35,63 @@ def _parser() -> argparse.ArgumentParser:
     build = image_verbs.add_parser("build-base", help="build the busybox base image offline")
     build.set_defaults(handler="labkit.baseimage:build_command")
 
+    _container_verbs(verbs)
     return parser
+
+
+def _container_verbs(verbs) -> None:
+    """docker's container verbs and flags, carried out by ``labkit.commands``."""
+    # `run -h` is the hostname, as in docker, so its help is --help only.
+    run = verbs.add_parser("run", help="run a command in a new container", add_help=False)
+    run.add_argument("--help", action="help", help="show this help and exit")
+    run.add_argument("-d", "--detach", action="store_true",
+                     help="run in the background and print the container's id")
+    run.add_argument("-i", "--interactive", action="store_true", help="pass on stdin")
+    run.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
+    run.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    run.add_argument("--name", help="a name for the container (default: a random one)")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="set an environment variable")
+    run.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]",
+                     help="bind a host directory or file into the container")
+    run.add_argument("-h", "--hostname", help="the container's hostname (default: its id)")
+    run.add_argument("image", help="an image, such as busybox")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command (default: CMD)")
+    run.set_defaults(handler="labkit.commands:run")
+
+    execute = verbs.add_parser("exec", help="run a command in a running container")
+    execute.add_argument("-i", "--interactive", action="store_true", help="pass on stdin")
+    execute.add_argument("-t", "--tty", action="store_true", help="give it a terminal")
+    execute.add_argument("container")
+    execute.add_argument("command", nargs=argparse.REMAINDER)
+    execute.set_defaults(handler="labkit.commands:exec")
+
+    ps = verbs.add_parser("ps", help="list the running containers")
+    ps.add_argument("-a", "--all", action="store_true", help="list every container")
+    ps.set_defaults(handler="labkit.commands:ps")
+
+    stop = verbs.add_parser("stop", help="stop containers: SIGTERM, then SIGKILL")
+    stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                      help="how long to wait before SIGKILL (default: 10)")
+    stop.add_argument("containers", nargs="+", metavar="CONTAINER")
+    stop.set_defaults(handler="labkit.commands:stop")
+
+    for verb, summary in (("start", "start stopped containers again"),
+                          ("rm", "remove containers"), ("inspect", "show containers as JSON")):
+        parser = verbs.add_parser(verb, help=summary)
+        if verb == "rm":
+            parser.add_argument("-f", "--force", action="store_true", help="kill it if running")
+        parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+        parser.set_defaults(handler=f"labkit.commands:{verb}")
+
+    logs = verbs.add_parser("logs", help="show what a container printed")
+    logs.add_argument("-f", "--follow", action="store_true", help="then follow it")
+    logs.add_argument("container")
+    logs.set_defaults(handler="labkit.commands:logs")
+
+    attach = verbs.add_parser("attach", help="attach this terminal to a running container")
+    attach.add_argument("container")
+    attach.set_defaults(handler="labkit.commands:attach")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,21 @@ session can point the whole lab at a temporary store and never touch a learner's
       layers/<hex>/diff/        a read-only layer: a directory tree, named by its content digest
       layers/<hex>/layer.json   its digest and size
       images/<repo>/<tag>.json  an image: its layers (bottom first), env, cmd, workdir, ...
-      containers/               one directory per container (lesson 06)
+      containers/<id>/          a container (lesson 06), under its 64-digit id, never its name:
+        config.json             how it was made: image, layers, command, env, volumes, name
+        state.json              what became of it: status, pids, exit code (its monitor writes it)
+        upper/ work/            its writable layer, and the overlay's work directory beside it
+        merged/                 where its root filesystem is mounted, in its own namespace only
+        log                     its output, one JSON object per chunk: time, stream, text
+        attach.sock             its monitor's socket (labkit.monitor), while it has one
       cache/samples/            compiled C samples (labkit.samples)
       tmp/                      work in progress; whatever is here when the lock is taken was
                                 left by a killed command, and is removed
 
 Nothing appears half-made: a layer is built in ``tmp/`` and renamed into ``layers/``, a JSON file
 is written in ``tmp/`` and renamed into place, and a rename is atomic. An image exists once its
-config exists, and its layers are always in place before that.
+config exists, and its layers are always in place before that. A container is laid out in
+``tmp/`` and renamed into ``containers/`` whole, and removed by renaming it back out first.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from labkit import syscalls
+from labkit import names, syscalls
 from labkit.digest import tree_digest
 from labkit.errors import LabError
 
@@ -209,12 +217,90 @@ class Store:
     def image_size(self, image: Image) -> int:
         return sum(self.layer_size(digest) for digest in image.layers)
 
+    def create_container(self, config: ContainerConfig) -> Path:
+        """Lay out a new container in tmp/ and rename it into containers/, where it appears
+        whole: config, a first state, an empty upper and work directory and an empty log."""
+        with self.staging() as stage:
+            draft = stage / config.id
+            draft.mkdir(mode=0o700)
+            for layer in (UPPER, WORK):
+                (draft / layer).mkdir()
+                os.chmod(draft / layer, 0o755)  # the upper's mode becomes the rootfs's mode
+            (draft / LOG).touch(mode=0o600)
+            (draft / CONFIG).write_text(json.dumps(asdict(config), indent=2) + "\n")
+            (draft / STATE).write_text(json.dumps(asdict(ContainerState()), indent=2) + "\n")
+            draft.rename(self.container_dir(config.id))
+        return self.container_dir(config.id)
+
+    def container_dir(self, container_id: str) -> Path:
+        """A container's directory; only ever made from an id, so never outside the store."""
+        if not names.is_id(container_id):
+            raise LabError(f"{container_id!r} is not a container id (64 hexadecimal digits)")
+        return self.containers_dir / container_id
+
+    def container_ids(self) -> list[str]:
+        """Every container's id, sorted."""
+        if not self.containers_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in os.scandir(self.containers_dir)
+                      if names.is_id(entry.name))
+
+    def container_config(self, container_id: str) -> ContainerConfig:
+        text = (self.container_dir(container_id) / CONFIG).read_text()
+        return ContainerConfig.from_json(json.loads(text))
+
+    def container_state(self, container_id: str) -> ContainerState:
+        text = (self.container_dir(container_id) / STATE).read_text()
+        return ContainerState(**json.loads(text))
+
+    def save_container_state(self, container_id: str, state: ContainerState) -> None:
+        """Replace the state file atomically. The temporary file is made in the container's own
+        directory, not tmp/: a monitor writes it without the store's lock, and tmp/ is emptied
+        by whoever takes the lock next."""
+        directory = self.container_dir(container_id)
+        self._write_atomically(directory / STATE, json.dumps(asdict(state), indent=2) + "\n",
+                               scratch=directory)
+
+    def container_configs(self) -> list[ContainerConfig]:
+        """The config of every container, oldest first; one removed meanwhile is left out."""
+        found = []
+        for container_id in self.container_ids():
+            try:
+                found.append(self.container_config(container_id))
+            except FileNotFoundError:
+                continue
+        return sorted(found, key=lambda config: (config.created, config.id))
+
+    def find_container(self, reference: str) -> str:
+        """The id of the container ``reference`` names, as docker looks it up: its full id,
+        then its name, then a prefix of its id that no other container's id starts with."""
+        configs = self.container_configs()
+        for matches in ([c for c in configs if c.id == reference],
+                        [c for c in configs if c.name == reference]):
+            if matches:
+                return matches[0].id
+        by_prefix = [c.id for c in configs if reference and c.id.startswith(reference)]
+        if len(by_prefix) > 1:
+            raise LabError(f"{reference!r} starts the ids of {len(by_prefix)} containers: "
+                           f"give more of the id, or the name")
+        if not by_prefix:
+            raise LabError(f"no such container: {reference!r} (labkit ps -a lists them)")
+        return by_prefix[0]
+
+    def remove_container(self, container_id: str) -> None:
+        """Rename the container out of containers/ (it is gone from then on), then delete it.
+        Call it holding the lock: what it leaves in tmp/ if killed, the next command removes."""
+        trash = Path(tempfile.mkdtemp(dir=self.tmp_dir))
+        self.container_dir(container_id).rename(trash / container_id)
+        shutil.rmtree(trash)
+
     def _image_path(self, repository: str, tag: str) -> Path:
         return self.images_dir / repository / f"{tag}.json"
 
-    def _write_atomically(self, path: Path, text: str) -> None:
-        """Write a temporary file in tmp/, flush it to disk, then rename it over ``path``."""
-        fd, temporary = tempfile.mkstemp(dir=self.tmp_dir)
+    def _write_atomically(self, path: Path, text: str, scratch: Path | None = None) -> None:
+        """Write a temporary file in ``scratch`` (tmp/ by default), flush it to disk, then rename
+        it over ``path``."""
+        fd, temporary = tempfile.mkstemp(dir=scratch or self.tmp_dir)
         with os.fdopen(fd, "w") as file:
             file.write(text)
             file.flush()
@@ -273,6 +359,58 @@ class Image:
     @classmethod
     def from_json(cls, data: dict) -> Image:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+UPPER, WORK, LOG, CONFIG, STATE, SOCKET = (
+    "upper", "work", "log", "config.json", "state.json", "attach.sock")
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+
+
+@dataclass
+class ContainerConfig:
+    """How a container was made; fixed from then on. The image's layers, env, command and
+    workdir are copied in, so the container stays what it was whatever becomes of the image's
+    name later."""
+
+    id: str
+    name: str
+    image: str  # the reference it was made from, such as busybox:latest
+    image_digest: str
+    layers: list[str]  # bottom first, as in the image
+    command: list[str]
+    env: dict[str, str]
+    workdir: str
+    hostname: str
+    volumes: list[tuple[str, str, bool]]  # (host path, container path, read-only)
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    created: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContainerConfig:
+        config = cls(**data)
+        config.volumes = [tuple(volume) for volume in config.volumes]
+        return config
+
+
+@dataclass
+class ContainerState:
+    """What became of a container: created by ``run``, then written only by its monitor."""
+
+    status: str = CREATED
+    monitor_pid: int | None = None
+    init_pid: int | None = None  # the host's pid of the container's PID 1
+    init_start: int | None = None  # its start time (/proc/PID/stat), which tells a reused pid
+    started_at: str = ""
+    finished_at: str = ""
+    exit_code: int | None = None
+    error: str | None = None
+
+
+def timestamp() -> str:
+    """Now, in UTC, as the store writes times: 2024-05-01T12:00:00.123456Z."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def images_command(args) -> int:

@@ -1,0 +1,493 @@
+"""Containers: docker's verbs as Python calls, shared by the notebooks and ``labkit``.
+
+    from labkit import containers
+    containers.run("busybox", ["hostname"]).stdout         # foreground: wait, get the output
+    web = containers.run("busybox", ["sh", "-c", "echo hi; sleep 100"], detach=True,
+                         name="web")
+    containers.logs("web")                                  # 'hi\\n'
+    containers.exec("web", ["ps"]).stdout
+    containers.table(containers.ps(all=True))               # what `labkit ps -a` shows
+    containers.stop("web"); containers.rm("web")
+
+A container is a directory in the store (``labkit.store``: config, state, upper layer, log) and,
+while it runs, a monitor process (``labkit.monitor``) that holds it. Every call here is a short
+conversation with those two: the store is read, or changed under its lock; a running container
+is reached through its monitor's socket, which is also how a call waits for it to end.
+
+Nothing here forks the caller, unshares or mounts: the monitor and the ``exec`` helper are fresh
+processes started with subprocess, so a Jupyter kernel may call all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labkit import enter, monitor, names, store
+from labkit.errors import LabError
+from labkit.frames import Connection, Kind
+from labkit.runtime.spec import DEFAULT_PATH, LAB_ERROR, Spec
+
+if TYPE_CHECKING:
+    from labkit.show import Table
+
+DEAD = "dead"  # its state says running, but its monitor is gone: `labkit gc` tidies it up
+STOP_TIMEOUT = 10.0  # docker's grace period between SIGTERM and SIGKILL
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container as ``ps`` and ``inspect`` see it: how it was made, what became of it, and
+    its status now (created, running, exited, or dead)."""
+
+    config: store.ContainerConfig
+    state: store.ContainerState
+    status: str
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def short_id(self) -> str:
+        return names.short(self.config.id)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.state.exit_code
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "status": self.status,
+                "config": asdict(self.config), "state": asdict(self.state)}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a container (or an ``exec``) printed, and how it ended. ``error`` is the lab's
+    one-line reason when the lab, not the command, failed (exit codes 125, 126, 127)."""
+
+    id: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    time: str
+    stream: str  # stdout or stderr
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------
+# run and start
+
+
+def run(image: str, command: Sequence[str] | None = None, *, detach: bool = False,
+        input: str | None = None, name: str | None = None, env: Sequence[str] = (),
+        volumes: Sequence[str] = (), hostname: str | None = None,
+        remove: bool = False) -> Result | Container:
+    """``docker run``: a new container of ``image`` running ``command`` (the image's CMD by
+    default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``.
+
+    In the foreground, wait for it and return its ``Result``; ``input`` goes to its stdin.
+    With ``detach=True``, return the running ``Container`` at once.
+    """
+    config, connection = launch(image, command, attach=not detach, name=name, env=env,
+                                volumes=volumes, hostname=hostname,
+                                interactive=input is not None, remove=remove)
+    with closing(connection):
+        return inspect(config.id) if detach else _collect(config.id, connection, input)
+
+
+def launch(image: str, command: Sequence[str] | None, *, attach: bool,
+           name: str | None = None, env: Sequence[str] = (), volumes: Sequence[str] = (),
+           hostname: str | None = None, interactive: bool = False, tty: bool = False,
+           remove: bool = False) -> tuple[store.ContainerConfig, Connection]:
+    """Create a container and start its monitor; return its config and the connection of its
+    first client, on which the monitor has answered. If the start failed, an ``attach``ed
+    client reads why in the stream; a detached one gets it raised as a LabError.
+
+    Every check comes before the store changes: a bad name, image, volume, hostname or
+    environment leaves nothing on disk.
+    """
+    if name is not None:
+        names.check_name(name)
+    lab = store.reading()
+    config = _new_config(lab, image, command, env, volumes, hostname, interactive, tty, remove)
+    spec = _spec(lab, config)  # before the lock: it may build the static init
+    with store.writing() as lab:
+        config.name = _free_name(lab, name)
+        if not all(lab.layer_dir(digest).is_dir() for digest in config.layers):
+            raise LabError(f"the layers of {config.image} are gone: build the image again")
+        directory = lab.create_container(config)
+        return config, _start_monitor(directory, spec, attach)
+
+
+def start(reference: str) -> Container:
+    """``docker start``: run a stopped container's command again, on its kept upper layer.
+    A running container is left as it is."""
+    lab = store.reading()
+    container_id = lab.find_container(reference)
+    _settle(lab, container_id)
+    spec = _spec(lab, lab.container_config(container_id))
+    with store.writing() as lab:
+        container_id = lab.find_container(container_id)
+        directory = lab.container_dir(container_id)
+        if not monitor.alive(directory):
+            _start_monitor(directory, spec, attach=False).close()
+    return inspect(container_id)
+
+
+def _new_config(lab: store.Store, image_reference: str, command: Sequence[str] | None,
+                env: Sequence[str], volumes: Sequence[str], hostname: str | None,
+                interactive: bool, tty: bool, remove: bool) -> store.ContainerConfig:
+    image = lab.image(image_reference)
+    if image is None:
+        raise LabError(f"no such image: {image_reference} (labkit images lists them; "
+                       f"labkit image build-base makes busybox)")
+    container_id = names.new_id()
+    hostname = hostname or names.short(container_id)
+    command = list(command or image.cmd)
+    if not command:
+        raise LabError(f"no command to run: give one after the image, as {image.reference} "
+                       f"has no CMD")
+    return store.ContainerConfig(
+        id=container_id, name="", image=image.reference, image_digest=image.digest,
+        layers=list(image.layers), command=command,
+        env=environment(image.env, env, hostname, tty), workdir=image.workdir,
+        hostname=hostname, volumes=[parse_volume(volume) for volume in volumes], tty=tty,
+        interactive=interactive, auto_remove=remove, created=store.timestamp())
+
+
+def _free_name(lab: store.Store, wanted: str | None) -> str:
+    """``wanted`` if no container has it, else a LabError; a random free name if None."""
+    taken = {config.name: config.id for config in lab.container_configs()}
+    if wanted is None:
+        return names.random_name(set(taken))
+    if wanted in taken:
+        raise LabError(f"the name {wanted!r} is already in use by container "
+                       f"{names.short(taken[wanted])}: choose another, or remove that one "
+                       f"(labkit rm {wanted})")
+    return wanted
+
+
+def environment(image_env: Sequence[str], assignments: Sequence[str], hostname: str,
+                tty: bool) -> dict[str, str]:
+    """The command's environment, built as docker builds it: a default PATH, HOSTNAME and
+    (with a terminal) TERM, then the image's variables, then each ``-e``: ``NAME=VALUE``, or
+    ``NAME`` alone to pass on the caller's value, if it has one. HOME last, if still unset."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, **({"TERM": "xterm"} if tty else {})}
+    for assignment in [*image_env, *assignments]:
+        key, equals, value = assignment.partition("=")
+        if not key or "\0" in assignment:
+            raise LabError(f"invalid environment variable {assignment!r}: use NAME=VALUE")
+        if equals:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    env.setdefault("HOME", "/root")
+    return env
+
+
+def parse_volume(text: str) -> tuple[str, str, bool]:
+    """``-v HOST:CONTAINER[:ro|:rw]`` -> ``(host, container, read_only)``. The runtime checks
+    the paths themselves (``steps/rootfs.py``): the source must exist, the target be absolute."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise LabError(f"invalid volume {text!r}: use HOST_PATH:CONTAINER_PATH, with :ro "
+                       f"at the end for a read-only one")
+    if not parts[0].startswith("/"):
+        raise LabError(f"invalid volume {text!r}: the host path must be absolute, such as "
+                       f"/srv/data (the lab has no named volumes)")
+    return parts[0], parts[1], parts[2:] == ["ro"]
+
+
+def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
+    """The runtime's spec for the container: every step of a full container, its own layers
+    and paths, and with -t a terminal of its own."""
+    from labkit.runtime.container import steps_for
+    from labkit.runtime.steps.console import Console
+
+    directory = lab.container_dir(config.id)
+    layers = [lab.layer_tree(digest) for digest in reversed(config.layers)]
+    steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
+                      config.volumes, config.workdir)
+    return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
+
+
+def _start_monitor(directory: Path, spec: Spec, attach: bool) -> Connection:
+    """Start the container's monitor with a first client, and wait for its first word: the
+    store's lock, held meanwhile, keeps any other command off this container until then.
+    A detached client gets a failed start raised."""
+    ours, theirs = socket.socketpair()
+    connection = Connection(ours)
+    try:
+        connection.send_control(Kind.HELLO, attach=attach)
+        monitor.spawn(directory, spec, theirs)
+    except BaseException:
+        connection.close()
+        raise
+    finally:
+        theirs.close()
+    first = connection.wait_for(Kind.STARTED, Kind.EXIT)
+    if first is None:
+        connection.close()
+        raise LabError("the container's monitor ended before it could start the container: "
+                       "see labkit ps -a", exit_code=LAB_ERROR)
+    if first.kind == Kind.EXIT and not attach:
+        connection.close()
+        end = first.fields()
+        raise LabError(end["error"], exit_code=end["exit_code"])
+    return connection
+
+
+def _settle(lab: store.Store, container_id: str) -> None:
+    """Wait for a monitor that has recorded its container's end and is tidying up."""
+    directory = lab.container_dir(container_id)
+    if monitor.alive(directory) and lab.container_state(container_id).status == store.EXITED:
+        monitor.wait_gone(directory)
+
+
+def _collect(container_id: str, connection: Connection, input: str | None) -> Result:
+    """Feed ``input``, gather the output until the monitor has exited, and the exit code."""
+    if input is not None:
+        connection.send(Kind.STDIN, input.encode())
+        connection.send(Kind.CLOSE_STDIN)
+    output = {Kind.STDOUT: bytearray(), Kind.STDERR: bytearray()}
+    end = None
+    while (frame := connection.receive()) is not None:
+        if frame.kind in output:
+            output[frame.kind] += frame.payload
+        elif frame.kind == Kind.EXIT:
+            end = frame.fields()
+    if end is None:
+        raise LabError("the container's monitor ended without its exit code: see labkit ps -a",
+                       exit_code=LAB_ERROR)
+    stdout, stderr = (output[kind].decode(errors="replace") for kind in output)
+    return Result(container_id, end["exit_code"], stdout, stderr, end["error"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Looking at containers
+
+
+def ps(all: bool = False) -> list[Container]:
+    """``docker ps``: the running containers, newest first; every one with ``all=True``."""
+    lab = store.reading()
+    found = []
+    for container_id in lab.container_ids():
+        try:
+            found.append(_view(lab, container_id))
+        except FileNotFoundError:  # removed while we looked
+            continue
+    found.sort(key=lambda container: container.config.created, reverse=True)
+    return [container for container in found if all or container.status == store.RUNNING]
+
+
+def inspect(reference: str) -> Container:
+    """``docker inspect``: everything about one container."""
+    lab = store.reading()
+    container_id = lab.find_container(reference)
+    try:
+        return _view(lab, container_id)
+    except FileNotFoundError:
+        raise LabError(f"no such container: {reference!r} (it was removed just now)") from None
+
+
+def _view(lab: store.Store, container_id: str) -> Container:
+    """A container's config, state and status. Whether its monitor lives is asked first: a
+    monitor writes its container's end before it exits, so a state read after a monitor was
+    found gone is final, and if it still says running, the monitor died without writing it."""
+    holds = monitor.alive(lab.container_dir(container_id))
+    config, state = lab.container_config(container_id), lab.container_state(container_id)
+    status = DEAD if state.status == store.RUNNING and not holds else state.status
+    return Container(config, state, status)
+
+
+def table(containers: Sequence[Container]) -> Table:
+    """The containers as ``docker ps`` shows them."""
+    from labkit.show import Table
+
+    rows = [[c.short_id, c.config.image, _command_cell(c.config.command), _ago(c.config.created),
+             _status_cell(c), c.name] for c in containers]
+    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+
+
+def _command_cell(command: list[str]) -> str:
+    text = " ".join(command)
+    return f'"{text if len(text) <= 20 else text[:19] + "…"}"'
+
+
+def _status_cell(container: Container) -> str:
+    state = container.state
+    if container.status == store.RUNNING:
+        return f"Up {_duration(state.started_at)}"
+    if container.status == store.EXITED:
+        return f"Exited ({state.exit_code}) {_ago(state.finished_at)}"
+    return container.status.capitalize()
+
+
+def _ago(when: str) -> str:
+    return f"{_duration(when)} ago"
+
+
+def _duration(since: str) -> str:
+    """How long ago ``since`` was, in docker's words: 5 seconds, About a minute, 3 hours."""
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+    minutes, hours = int(seconds // 60), int(seconds / 3600 + 0.5)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{int(seconds)} second{'' if int(seconds) == 1 else 's'}"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
+
+
+# ---------------------------------------------------------------------------------------------
+# stop and rm
+
+
+def stop(reference: str, timeout: float = STOP_TIMEOUT) -> Container:
+    """``docker stop``: SIGTERM, then SIGKILL if it is still running ``timeout`` seconds later;
+    return once it has stopped. Stopping a stopped container succeeds and changes nothing."""
+    lab = store.reading()
+    container_id = lab.find_container(reference)
+    _end(lab.container_dir(container_id), signal.SIGTERM, timeout)
+    return inspect(container_id)
+
+
+def rm(reference: str, force: bool = False) -> str:
+    """``docker rm``: remove a container that is not running, with its upper layer and log;
+    ``force`` kills a running one first. Return its id."""
+    lab = store.reading()
+    container_id = lab.find_container(reference)
+    container = _view(lab, container_id)
+    if container.status == store.RUNNING:
+        if not force:
+            raise LabError(f"cannot remove running container {container.name}: stop it first "
+                           f"(labkit stop {container.name}), or use rm -f")
+        _end(lab.container_dir(container_id), signal.SIGKILL, None)
+    _settle(lab, container_id)
+    with store.writing() as lab:
+        container_id = lab.find_container(container_id)
+        if monitor.alive(lab.container_dir(container_id)):
+            raise LabError(f"container {container.name} was started again meanwhile: "
+                           f"stop it first")
+        lab.remove_container(container_id)
+    return container_id
+
+
+def _end(directory: Path, first: signal.Signals, grace: float | None) -> None:
+    """Send ``first`` through the monitor, SIGKILL after ``grace`` seconds, and return once
+    the monitor has exited. Nothing to do when no monitor listens."""
+    connection = Connection.to(directory, store.SOCKET)
+    if connection is None:
+        return
+    with closing(connection):
+        connection.send_control(Kind.SIGNAL, number=first)
+        if not _ended_within(connection, grace):
+            connection.send_control(Kind.SIGNAL, number=signal.SIGKILL)
+            _ended_within(connection, None)
+
+
+def _ended_within(connection: Connection, seconds: float | None) -> bool:
+    """Whether the monitor's stream ends (it exits) within ``seconds`` (None: waits)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        connection.socket.settimeout(left)
+        try:
+            if connection.receive() is None:
+                return True
+        except TimeoutError:
+            return False
+
+
+# ---------------------------------------------------------------------------------------------
+# logs, exec, attach
+
+
+def log_entries(reference: str, follow: bool = False) -> Iterator[LogEntry]:
+    """Each chunk the container printed, in order; with ``follow``, also what it prints from
+    now on, until it ends."""
+    lab = store.reading()
+    directory = lab.container_dir(lab.find_container(reference))
+    with open(directory / store.LOG, "rb") as log:
+        partial = b""
+        while True:
+            running = follow and monitor.alive(directory)  # before reading: see _view
+            chunk = log.read()
+            *lines, partial = (partial + chunk).split(b"\n")
+            for line in lines:
+                record = json.loads(line)
+                yield LogEntry(record["time"], record["stream"], record["log"])
+            if not running:
+                return
+            if not chunk:
+                time.sleep(0.05)
+
+
+def logs(reference: str) -> str:
+    """``docker logs``: everything the container has printed, stdout and stderr interleaved."""
+    return "".join(entry.text for entry in log_entries(reference))
+
+
+def running(reference: str) -> Container:
+    """The container ``reference`` names, which must be running (a LabError if not)."""
+    container = inspect(reference)
+    if container.status != store.RUNNING:
+        raise LabError(f"container {container.name} is not running: start it first "
+                       f"(labkit start {container.name})")
+    return container
+
+
+def exec_argv(container: Container, command: Sequence[str],
+              console_fd: int | None = None) -> list[str]:
+    """The ``exec`` helper's command line, for ``command`` in the running ``container``."""
+    if not command:
+        raise LabError("no command to run: give one after the container")
+    return enter.argv(container.state.init_pid, container.state.init_start, list(command),
+                      container.config.env, container.config.workdir, console_fd)
+
+
+def exec(reference: str, command: Sequence[str], *, input: str | None = None) -> Result:
+    """``docker exec``: run ``command`` in a running container's namespaces, and wait."""
+    container = running(reference)
+    done = subprocess.run(exec_argv(container, command), input=input or "",
+                          capture_output=True, text=True, errors="replace")
+    code = done.returncode if done.returncode >= 0 else 128 - done.returncode
+    lab_failed = code in (125, 126, 127) and done.stderr.startswith("labkit: ")
+    error = done.stderr.strip().removeprefix("labkit: ") if lab_failed else None
+    return Result(container.id, code, done.stdout, done.stderr, error)
+
+
+def attach(reference: str) -> tuple[Container, Connection]:
+    """Connect to a running container's monitor to receive its output (and send input)."""
+    container = running(reference)
+    connection = Connection.to(store.reading().container_dir(container.id), store.SOCKET)
+    if connection is None:
+        raise LabError(f"container {container.name} has just stopped")
+    connection.send_control(Kind.HELLO, attach=True)
+    return container, connection

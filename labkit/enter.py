@@ -1,0 +1,143 @@
+"""``exec``: start one more process inside a running container, as ``docker exec`` does.
+
+A running container is nothing but its namespaces, held by its processes. To run a command
+"in" it, a fresh helper process (never the caller: ``setns`` changes the calling process, and
+the caller may be a multithreaded Jupyter kernel) joins them one by one and starts the command:
+
+1. it opens ``/proc/<init>/ns/*`` of the container's PID 1 first, all of them, because joining
+   the mount namespace moves its root into the container and ``/proc/<init>`` out of reach;
+   and it checks that the pid is still that init (a pid is reused once its process is gone:
+   the start time tells them apart), through an open ``/proc/<init>`` it then reads from only;
+2. it becomes non-dumpable, so the container's processes cannot open ``/proc/<pid>/exe`` of
+   the host's python while it is in their PID namespace (CVE-2019-5736 did that to runc);
+3. it calls ``setns`` for each namespace that differs from its own, the mount namespace last;
+4. it forks, because a new PID namespace only takes the children forked after joining it: the
+   child lands in the container's PID namespace, the helper stays outside and waits;
+5. the child takes a terminal of the container's devpts for ``-t`` (``steps/console.py``),
+   gets the very hardening ``run`` applies (``steps/hardening.py``: descriptors, capabilities,
+   no_new_privs), enters the container's working directory, and execs the command.
+
+The helper forwards the caller's signals to the command and exits with its code, with docker's
+codes for the lab's own failures (125), a command that is not executable (126) or not found
+(127).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from labkit.boot import python_argv
+from labkit.errors import LabError
+from labkit.runtime.init import block_signals, restore_signals, supervise
+from labkit.runtime.spec import LAB_ERROR, NOT_EXECUTABLE, NOT_FOUND
+from labkit.runtime.steps.console import take_terminal
+from labkit.runtime.steps.hardening import Hardening
+from labkit.syscalls import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl, setns
+
+# Every namespace kind a container may have of its own; the mount namespace last, as it moves
+# the caller's root. (A user namespace would come first; the lab's containers have none.)
+KINDS = ("cgroup", "ipc", "net", "pid", "time", "uts", "mnt")
+
+
+def start_time(pid: int, proc_dir: int | None = None) -> int:
+    """When the process started, in clock ticks since boot (field 22 of /proc/PID/stat): with
+    its pid, what tells it from a later process given the same pid. ``proc_dir``: an open
+    ``/proc/PID``, to read that very process's file."""
+    path = "stat" if proc_dir is not None else f"/proc/{pid}/stat"
+    with open(path, opener=lambda name, flags: os.open(name, flags, dir_fd=proc_dir)) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # the name, in (), may hold anything
+    return int(fields[19])
+
+
+def argv(init_pid: int, init_start: int | None, command: list[str], env: dict[str, str],
+         workdir: str, console_fd: int | None = None) -> list[str]:
+    """The helper's command line. ``console_fd``: a unix socket the helper inherits, on which
+    it sends the master of the command's terminal (``-t``)."""
+    request = {"init_pid": init_pid, "init_start": init_start, "command": command, "env": env,
+               "workdir": workdir, "console_fd": console_fd}
+    return python_argv("labkit.enter:main", json.dumps(request))
+
+
+def main(args: list[str]) -> int:
+    """``labkit.enter:main REQUEST_JSON``: the helper, started through ``argv``."""
+    request = json.loads(args[0])
+    try:
+        namespaces = open_namespaces(request["init_pid"], request["init_start"])
+        prctl(PR_SET_DUMPABLE, 0)
+        for fd in namespaces:
+            setns(fd)
+            os.close(fd)
+    except (LabError, OSError) as error:
+        print(f"labkit: {error}", file=sys.stderr)
+        return LAB_ERROR
+    signal_mask = block_signals()
+    child = os.fork()
+    if child == 0:
+        _run_child(request, signal_mask)
+    if request["console_fd"] is not None:
+        os.close(request["console_fd"])  # the child's now: if it fails, the caller sees EOF
+    return supervise(child)
+
+
+def open_namespaces(init_pid: int, init_start: int | None) -> list[int]:
+    """Open the namespaces of the container's init that differ from this process's, in
+    ``KINDS`` order; a LabError if that init is gone."""
+    gone = LabError(f"the container's init (pid {init_pid}) is gone: the container has "
+                    f"stopped", exit_code=LAB_ERROR)
+    try:
+        proc_dir = os.open(f"/proc/{init_pid}", os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise gone from None
+    try:
+        if start_time(init_pid, proc_dir) != init_start:
+            raise gone
+        return [os.open(f"ns/{kind}", os.O_RDONLY, dir_fd=proc_dir) for kind in KINDS
+                if os.stat(f"ns/{kind}", dir_fd=proc_dir).st_ino
+                != os.stat(f"/proc/self/ns/{kind}").st_ino]
+    except (FileNotFoundError, ProcessLookupError):
+        raise gone from None
+    finally:
+        os.close(proc_dir)
+
+
+def _run_child(request: dict, signal_mask: set[signal.Signals]) -> None:
+    """Become the command, or exit with the code that says why not; never return into the
+    helper's code, which would then run a second time in the child."""
+    code = LAB_ERROR
+    try:
+        code = _command(request, signal_mask)
+    except (LabError, OSError) as error:
+        print(f"labkit: {error}", file=sys.stderr, flush=True)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+    finally:
+        os._exit(code)
+
+
+def _command(request: dict, signal_mask: set[signal.Signals]) -> int:
+    """In the child, inside every namespace: harden, then become the command."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the helper killed: the command goes too
+    if request["console_fd"] is not None:
+        take_terminal(request["console_fd"])
+    Hardening().apply()
+    command, env = request["command"], request["env"]
+    try:
+        os.chdir(request["workdir"])
+    except OSError as error:
+        print(f"labkit: cannot enter the working directory {request['workdir']}: "
+              f"{error.strerror}", file=sys.stderr, flush=True)
+        return LAB_ERROR
+    restore_signals(signal_mask)
+    try:
+        os.execvpe(command[0], command, env)
+    except (FileNotFoundError, NotADirectoryError):
+        where = "" if "/" in command[0] else f" in PATH={env.get('PATH', os.defpath)}"
+        print(f"labkit: {command[0]}: command not found{where}", file=sys.stderr, flush=True)
+        return NOT_FOUND
+    except OSError as error:
+        print(f"labkit: {command[0]}: cannot execute it: {error.strerror}", file=sys.stderr,
+              flush=True)
+        return NOT_EXECUTABLE
