@@ -266,7 +266,7 @@ def test_a_spec_too_long_for_a_request_is_refused_before_anything_starts(launche
 
 
 def test_a_helper_that_cannot_start_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr(warm, "_BOOT", "import sys; sys.exit(3)")
+    monkeypatch.setattr(warm, "_ENTRY", "sys:exit")  # exits at once, with its argument
     with pytest.raises(LabError, match="died while starting"):
         warm.Launcher()
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import inspect, samples, show, supervisor, syscalls, terminal
+from labkit.boot import python_argv
 from labkit.checks import Exercise, expect
 from labkit.errors import LabError
 from labkit.lessons.probe import different
@@ -176,25 +177,20 @@ def expect_peer_groups(copies: Sequence[tuple[str, inspect.Mount]]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Try any flags on / before mounting /proc
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-# In the sandbox, as 04_mount_proc does: new mount and PID namespaces, then in the child the
-# flags on / and a fresh /proc. Exits 1 with the kernel's refusal if mount() fails.
-_MOUNT_PROC_AFTER = """
-import os, sys
-sys.path.insert(0, sys.argv[1])
-from labkit import syscalls
-syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID)
-if os.fork() == 0:
-    try:
-        syscalls.mount(None, "/", None, int(sys.argv[2]))
-        syscalls.mount("proc", "/proc", "proc")
-        os._exit(0)
-    except OSError as error:
-        print(error.strerror, flush=True)  # os._exit() flushes nothing
-        os._exit(1)
-sys.exit(os.waitstatus_to_exitcode(os.wait()[1]))
-"""
+def mount_proc_after(argv: list[str]) -> int:
+    """In the sandbox, as 04_mount_proc does: new mount and PID namespaces, then in the child
+    the flags ``argv[0]`` on / and a fresh /proc. Exits 1 with the kernel's refusal if a mount
+    fails. Runs in a fresh process (``try_flags``), never in the notebook's."""
+    syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID)
+    if os.fork() == 0:
+        try:
+            syscalls.mount(None, "/", None, int(argv[0]))
+            syscalls.mount("proc", "/proc", "proc")
+            os._exit(0)
+        except OSError as error:
+            print(error.strerror, flush=True)  # os._exit() flushes nothing
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.wait()[1])
 
 
 @dataclass(frozen=True)
@@ -218,7 +214,7 @@ def try_flags(flags: int) -> Trial:
     and see whether the sandbox's own /proc survives: the exercise's question, asked for real."""
     if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
         raise LabError(f"flags are a whole number made with | from labkit.syscalls, not {flags!r}")
-    python = [sys.executable, "-I", "-S", "-c", _MOUNT_PROC_AFTER, _PACKAGE_ROOT, str(flags)]
+    python = python_argv("labkit.lessons.mounts:mount_proc_after", str(flags))
     script = '"$@" || exit; ' + "; ".join(map(_typed, LOOK_AFTER))
     run = supervisor.run(shared_root(["sh", "-c", script, "sandbox", *python]))
     looked = "sandbox# " in run.stdout

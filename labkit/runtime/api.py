@@ -16,39 +16,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from labkit.boot import python_argv
 from labkit.runtime import report
 from labkit.runtime.spec import Spec, Step, default_env
-
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "from labkit.runtime.launch import main; sys.exit(main(sys.argv[2:]))")
 
 # How a Container starts its launcher: (spec_json, report_fd, stdin=, stdout=, stderr=) -> a
 # handle like subprocess.Popen's (see Container). No typing import: the CLI's path stays lean.
 Spawn = Callable[..., object]
 
 
-def lean_python(boot: str, *args: str) -> list[str]:
-    """The argv of a fresh interpreter that runs the code ``boot``, with labkit's directory as
-    ``sys.argv[1]`` (to put on ``sys.path``) and ``args`` after it.
-
-    -I: ignore the caller's PYTHON* variables, user site and working directory. -S: skip
-    site-packages and their start-up hooks. The process then sees only the standard library and
-    labkit, found by path, and starts tens of milliseconds sooner.
-    """
-    return [sys.executable, "-I", "-S", "-c", boot, _PACKAGE_ROOT, *args]
-
-
 def launcher_command(report_fd: int, spec_json: str) -> list[str]:
     """The argv of a launcher that builds the container ``spec_json`` describes."""
-    return lean_python(_BOOT, str(report_fd), spec_json)
+    return python_argv("labkit.runtime.launch:main", str(report_fd), spec_json)
 
 
 def spawn_launcher(spec_json: str, report_fd: int, *, stdin, stdout,

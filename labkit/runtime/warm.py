@@ -47,6 +47,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from labkit.boot import python_argv
 from labkit.errors import LabError
 from labkit.runtime import api, launch
 from labkit.runtime.spec import LAB_ERROR, Step
@@ -58,8 +59,7 @@ MAX_SPEC = 128 * 1024
 
 _READY = b"ready"
 _DESCRIPTORS = 6  # report, stdin, stdout, stderr, working directory, reply
-_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "from labkit.runtime.warm import serve; sys.exit(serve(int(sys.argv[2])))")
+_ENTRY = "labkit.runtime.warm:serve"  # what the helper's fresh interpreter runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class Launcher:
         with helper_end:
             # A session of its own: no signal from the caller's terminal reaches the helper.
             self._helper = subprocess.Popen(
-                api.lean_python(_BOOT, str(helper_end.fileno())),
+                python_argv(_ENTRY, str(helper_end.fileno())),
                 pass_fds=(helper_end.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, start_new_session=True)
         self._control = caller_end
@@ -300,12 +300,12 @@ class _Child:
     reply: socket.socket
 
 
-def serve(control_fd: int) -> int:
+def serve(argv: list[str]) -> int:
     """The helper: import everything once, then hand each request to a launcher forked ahead
-    of it, until the caller closes the control socket; then kill and reap the launchers left,
-    and exit."""
+    of it, until the caller closes the control socket (its descriptor is ``argv[0]``); then kill
+    and reap the launchers left, and exit."""
     _warm_up()
-    control = socket.socket(fileno=control_fd)
+    control = socket.socket(fileno=int(argv[0]))
     spare = _Spare()
     control.send(_READY)
     children: list[_Child] = []
