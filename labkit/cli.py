@@ -93,6 +93,18 @@ def _container_verbs(verbs) -> None:
     attach.add_argument("container")
     attach.set_defaults(handler="labkit.commands:attach")
 
+    commit = verbs.add_parser("commit", help="make a new image from a container's changes")
+    commit.add_argument("container")
+    commit.add_argument("image", help="the new image's name, such as lab/web:v2")
+    commit.set_defaults(handler="labkit.commit:command")
+
+    rmi = verbs.add_parser("rmi", help="remove an image, and the layers no one else uses")
+    rmi.add_argument("image")
+    rmi.set_defaults(handler="labkit.rmi:command")
+
+    gc = verbs.add_parser("gc", help="make the store agree with what runs, after a crash")
+    gc.set_defaults(handler="labkit.gc:command")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, check for root, dispatch; turn a LabError into one line and its exit code."""

@@ -491,3 +491,31 @@ def attach(reference: str) -> tuple[Container, Connection]:
         raise LabError(f"container {container.name} has just stopped")
     connection.send_control(Kind.HELLO, attach=True)
     return container, connection
+
+
+# ---------------------------------------------------------------------------------------------
+# commit, rmi and gc
+
+
+def commit(reference: str, image: str) -> store.Image:
+    """``docker commit``: the new image ``image`` is the container's image plus one layer, a
+    copy of the container's upper (``labkit.commit``). Return it."""
+    from labkit.commit import commit as commit_container
+
+    return commit_container(reference, image)
+
+
+def rmi(image: str) -> list[str]:
+    """``docker rmi``: remove an image; return the digests of the layers that went with it
+    (``labkit.rmi``)."""
+    from labkit.rmi import rmi as remove_image
+
+    return remove_image(image)
+
+
+def gc() -> list[str]:
+    """``labkit gc``: make the store agree with what runs after a crash (``labkit.gc``), in a
+    process of its own; return what it did, line by line."""
+    from labkit.gc import in_fresh_process
+
+    return in_fresh_process()

@@ -23,7 +23,8 @@ session can point the whole lab at a temporary store and never touch a learner's
 Nothing appears half-made: a layer is built in ``tmp/`` and renamed into ``layers/``, a JSON file
 is written in ``tmp/`` and renamed into place, and a rename is atomic. An image exists once its
 config exists, and its layers are always in place before that. A container is laid out in
-``tmp/`` and renamed into ``containers/`` whole, and removed by renaming it back out first.
+``tmp/`` and renamed into ``containers/`` whole, and removed by renaming it back out first; so
+is a layer (``rmi``, ``gc``), once no image and no container uses it.
 """
 
 from __future__ import annotations
@@ -217,6 +218,34 @@ class Store:
     def image_size(self, image: Image) -> int:
         return sum(self.layer_size(digest) for digest in image.layers)
 
+    def remove_image(self, image: Image) -> None:
+        """Remove the image's config (its name is gone from then on), and the repository's
+        directory with it when that was its last tag. Its layers stay: see unused_layers."""
+        path = self._image_path(image.repository, image.tag)
+        path.unlink()
+        for directory in path.parents:
+            if directory == self.images_dir or any(directory.iterdir()):
+                break
+            directory.rmdir()
+
+    def layer_digests(self) -> list[str]:
+        """The digest of every layer in layers/, sorted."""
+        if not self.layers_dir.is_dir():
+            return []
+        return sorted(f"sha256:{entry.name}" for entry in os.scandir(self.layers_dir)
+                      if _HEX_DIGEST.fullmatch(entry.name))
+
+    def unused_layers(self) -> list[str]:
+        """The layers that no image lists and no container stands on (a container keeps the
+        layers it was made from, whatever became of its image's name)."""
+        used = {digest for image in self.images() for digest in image.layers}
+        used.update(digest for config in self.container_configs() for digest in config.layers)
+        return [digest for digest in self.layer_digests() if digest not in used]
+
+    def remove_layer(self, digest: str) -> None:
+        """Remove a layer, gone at once; call it holding the lock, on an unused layer."""
+        self.discard(self.layer_dir(digest))
+
     def create_container(self, config: ContainerConfig) -> Path:
         """Lay out a new container in tmp/ and rename it into containers/, where it appears
         whole: config, a first state, an empty upper and work directory and an empty log."""
@@ -288,10 +317,14 @@ class Store:
         return by_prefix[0]
 
     def remove_container(self, container_id: str) -> None:
-        """Rename the container out of containers/ (it is gone from then on), then delete it.
-        Call it holding the lock: what it leaves in tmp/ if killed, the next command removes."""
+        """Remove the container, gone at once; call it holding the lock."""
+        self.discard(self.container_dir(container_id))
+
+    def discard(self, path: Path) -> None:
+        """Rename ``path`` into tmp/ (it is gone from then on), then delete it. Call it holding
+        the lock: what it leaves in tmp/ if killed, the next command removes."""
         trash = Path(tempfile.mkdtemp(dir=self.tmp_dir))
-        self.container_dir(container_id).rename(trash / container_id)
+        path.rename(trash / path.name)
         shutil.rmtree(trash)
 
     def _image_path(self, repository: str, tag: str) -> Path:
@@ -314,6 +347,7 @@ class Store:
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_reference(reference: str) -> tuple[str, str]:

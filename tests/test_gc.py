@@ -1,0 +1,171 @@
+"""gc: after a crash, the store is made to agree with what really runs, and nothing is left.
+
+The crashes are real: ``kill -9`` of ``labkit run`` and of a container's monitor, a stray
+overlay mounted (in a sandbox, never on the host), debris of killed commands. The host guard
+checks after each test that no process or mount outlived it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from containers_support import labkit, read_until, removing_new_containers
+from images_support import container_dir, removing_new_images
+
+from labkit import containers, enter, names, store
+from labkit.gc import NOTHING
+from tests.conftest import LABKIT
+
+
+@pytest.fixture(autouse=True)
+def _reconciled_first_and_cleaned_after(base_image):
+    """Start from a store gc has nothing to say about, whatever earlier tests left."""
+    containers.gc()
+    with removing_new_images(), removing_new_containers():
+        yield
+
+
+def alive(pid: int, started: int) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and enter.start_time(pid) == started
+    except FileNotFoundError:
+        return False
+
+
+def kill_monitor(reference: str) -> containers.Container:
+    """SIGKILL the container's monitor, as a crash would; return the container, now dead."""
+    container = containers.inspect(reference)
+    os.kill(container.state.monitor_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while containers.inspect(reference).status != containers.DEAD:
+        assert time.monotonic() < deadline, "the monitor did not die"
+        time.sleep(0.01)
+    return container
+
+
+def assert_settled(container: containers.Container, exit_code: int) -> None:
+    """The container has exited with ``exit_code``, nothing of it runs, nothing is half-made."""
+    directory = container_dir(container.id)
+    state = json.loads((directory / "state.json").read_text())
+    assert (state["status"], state["exit_code"]) == ("exited", exit_code)
+    assert containers.inspect(container.id).status == "exited"
+    assert not alive(container.state.init_pid, container.state.init_start)
+    assert os.listdir(directory / "work") == []
+    assert os.listdir(store.home() / "tmp") == []
+    with open("/proc/self/mountinfo") as host:
+        assert str(store.home()) not in host.read()
+
+
+def test_kill_9_of_labkit_run_leaves_the_container_to_its_monitor_and_gc_leaves_it_be():
+    process = subprocess.Popen([LABKIT, "run", "--name", "survivor", "busybox", "sh", "-c",
+                                "echo ready; exec sleep 1000"], stdout=subprocess.PIPE)
+    try:
+        read_until(process, b"ready\n")
+    finally:
+        process.kill()
+        process.wait()
+    assert labkit("gc").stdout == f"{NOTHING}\n"
+    survivor = containers.inspect("survivor")
+    assert survivor.status == "running"
+    assert alive(survivor.state.init_pid, survivor.state.init_start)
+
+
+def test_kill_9_of_labkit_run_and_its_monitor_then_gc_leaves_nothing_behind():
+    process = subprocess.Popen([LABKIT, "run", "--name", "crashed", "busybox", "sh", "-c",
+                                "echo ready; exec sleep 1000"], stdout=subprocess.PIPE)
+    try:
+        read_until(process, b"ready\n")
+        crashed = kill_monitor("crashed")
+    finally:
+        process.kill()
+        process.wait()
+    assert alive(crashed.state.init_pid, crashed.state.init_start), "it ran on, unwatched"
+
+    said = f"container crashed ({crashed.short_id})"
+    done = labkit("gc")
+    assert done.returncode == 0, done.stderr
+    killed, *rest = done.stdout.splitlines()
+    assert re.fullmatch(rf"killed \d+ process\(es\) of {re.escape(said)}: its monitor was gone",
+                        killed)
+    assert rest == [f"marked {said} exited (137)", f"emptied the work directory of {said}"]
+    assert_settled(crashed, 137)
+    assert labkit("gc").stdout == f"{NOTHING}\n", "idempotent"
+
+
+def test_a_dead_container_whose_processes_died_too_gets_an_unknown_exit_code():
+    box = containers.run("busybox", ["sleep", "1000"], detach=True, name="gone-quietly")
+    kill_monitor(box.id)
+    os.kill(box.state.init_pid, signal.SIGKILL)
+    while alive(box.state.init_pid, box.state.init_start):
+        time.sleep(0.01)
+    said = f"container gone-quietly ({box.short_id})"
+    assert containers.gc() == [f"marked {said} exited (255)",
+                                f"emptied the work directory of {said}"]
+    assert_settled(box, 255)
+
+
+def test_rm_of_a_dead_container_leaves_its_processes_and_gc_kills_them():
+    box = containers.run("busybox", ["sleep", "1000"], detach=True, name="removed-alive")
+    kill_monitor(box.id)
+    containers.rm(box.id)
+    assert alive(box.state.init_pid, box.state.init_start), "rm did not look for processes"
+
+    done = containers.gc()
+    assert len(done) == 1 and re.fullmatch(
+        rf"killed \d+ process\(es\) of removed container {box.short_id}: its monitor was gone",
+        done[0]), done
+    assert not alive(box.state.init_pid, box.state.init_start)
+
+
+# In a sandbox (a private mount namespace of its own): a stray overlay whose upper is an orphaned
+# container directory of the store, and a tmpfs mounted under the store; then gc, then the table.
+STRAYS = """
+set -e
+mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$3"
+mkdir "$2/spot" && mount -t tmpfs tmpfs "$2/spot"
+"$4" gc
+echo ---
+cat /proc/self/mountinfo
+"""
+
+
+def test_gc_unmounts_strays_then_removes_orphans_debris_and_unused_layers(tmp_path):
+    lab = store.reading()
+    orphan = store.home() / "containers" / names.new_id()
+    for part in ("upper", "work"):
+        (orphan / part).mkdir(parents=True)
+    with store.writing() as writer, writer.staging() as stage:
+        (stage / "tree").mkdir()
+        (stage / "tree" / "file").write_text("no image lists this")
+        unused = writer.add_layer(stage / "tree")
+    (store.home() / "tmp" / "killed-build").mkdir()  # after writing(), which clears tmp/
+    (store.home() / "tmp" / "killed-build" / "half").write_text("written")
+    merged = tmp_path / "merged"
+    merged.mkdir()
+
+    base = lab.layer_tree(lab.image("busybox").layers[0])
+    sandbox = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", STRAYS, "sandbox",
+         str(base), str(orphan), str(merged), LABKIT], capture_output=True, text=True)
+    assert sandbox.returncode == 0, sandbox.stderr
+    said, table = sandbox.stdout.split("---\n")
+    assert said.splitlines() == [
+        f"unmounted {merged} (overlay)",
+        f"unmounted {orphan}/spot (tmpfs)",
+        "removed 1 leftover(s) of killed labkit commands in tmp/",
+        f"removed containers/{orphan.name}: no container's config in it",
+        f"removed layer {store.short(unused)}: no image or container uses it"]
+    assert str(store.home()) not in table and str(merged) not in table
+
+    assert not orphan.exists() and not lab.layer_dir(unused).exists()
+    assert os.listdir(store.home() / "tmp") == []
+    assert containers.gc() == [NOTHING]
