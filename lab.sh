@@ -3,11 +3,18 @@
 #   ./lab.sh start   set up whatever is missing, then serve the lessons in JupyterLab
 #   ./lab.sh test    set up whatever is missing, then lint and run the whole test suite
 #   ./lab.sh setup   set up only (the Vagrant VM provisions with this)
+# LAB_IP and LAB_PORT say where start listens (127.0.0.1:8888), LAB_NOTEBOOKS what it serves.
 # Every step checks before it acts, so running it again costs seconds and changes nothing.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 APT_PACKAGES=(gcc make busybox-static iproute2 util-linux python3-venv)
+# Only the test suite needs these: it validates the Vagrantfile and drives a real browser,
+# Debian's chromium (Ubuntu ships chromium only as a snap: there the browser tests skip).
+TEST_PACKAGES=(vagrant vagrant-libvirt)
+if [ "$(. /etc/os-release 2>/dev/null; echo "${ID:-}")" = debian ]; then
+    TEST_PACKAGES+=(chromium chromium-driver)
+fi
 VENV=.venv
 
 say() { printf '\033[1mlab:\033[0m %s\n' "$*" >&2; }
@@ -17,16 +24,18 @@ need_root() {
     [ "$(id -u)" -eq 0 ] || die "the lab needs root: run 'sudo $0 ${1:-}' (inside the lab VM, or on a machine you can break)"
 }
 
+# install_packages --[no-]install-recommends PACKAGE...: apt-get install the missing ones.
 install_packages() {
-    command -v dpkg-query >/dev/null || die "not a Debian or Ubuntu system: install ${APT_PACKAGES[*]} by hand"
-    local missing=()
-    for package in "${APT_PACKAGES[@]}"; do
+    local recommends=$1 missing=()
+    shift
+    command -v dpkg-query >/dev/null || die "not a Debian or Ubuntu system: install $* by hand"
+    for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$recommends" "${missing[@]}" >/dev/null
 }
 
 python_ok() {
@@ -51,7 +60,7 @@ make_venv() {
 
 setup() {
     need_root "$1"
-    install_packages
+    install_packages --install-recommends "${APT_PACKAGES[@]}"
     make_venv
     "$VENV/bin/labkit" image build-base
 }
@@ -63,9 +72,11 @@ case "${1:-}" in
         setup start
         say "serving the lessons; open the URL with its token printed below"
         exec "$VENV/bin/jupyter" lab --allow-root --no-browser \
-            --ip "${LAB_IP:-127.0.0.1}" --port "${LAB_PORT:-8888}" --ServerApp.root_dir=notebooks ;;
+            --ip "${LAB_IP:-127.0.0.1}" --port "${LAB_PORT:-8888}" \
+            --ServerApp.root_dir="${LAB_NOTEBOOKS:-notebooks}" ;;
     test)
         setup test
+        install_packages --no-install-recommends "${TEST_PACKAGES[@]}"
         shift
         "$VENV/bin/ruff" check .
         exec "$VENV/bin/pytest" "$@" ;;

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     build = image_verbs.add_parser("build-base", help="build the busybox base image offline")
     build.set_defaults(handler="labkit.baseimage:build_command")
 
+    reset = verbs.add_parser("reset", help="stop every container, unmount, empty the store and "
+                                           "rebuild the base image: a broken lab as new")
+    reset.set_defaults(handler="labkit.reset:command")
+
     _container_verbs(verbs)
     return parser
 
