@@ -152,7 +152,7 @@ class Store:
         leftovers = list(self.tmp_dir.iterdir())
         for path in leftovers:
             if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
+                remove_tree(path)
             else:
                 path.unlink()
         return len(leftovers)
@@ -323,9 +323,10 @@ class Store:
     def discard(self, path: Path) -> None:
         """Rename ``path`` into tmp/ (it is gone from then on), then delete it. Call it holding
         the lock: what it leaves in tmp/ if killed, the next command removes."""
+        _refuse_mounts_under(path)
         trash = Path(tempfile.mkdtemp(dir=self.tmp_dir))
         path.rename(trash / path.name)
-        shutil.rmtree(trash)
+        remove_tree(trash)
 
     def _image_path(self, repository: str, tag: str) -> Path:
         return self.images_dir / repository / f"{tag}.json"
@@ -340,6 +341,27 @@ class Store:
             os.fsync(file.fileno())
         os.chmod(temporary, 0o644)
         os.rename(temporary, path)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree of the store, but never through a mount.
+
+    A mount left under it by a crash (a container's root, a bind-mounted volume) would let the
+    deletion reach into whatever the mount shows: a layer, or a learner's own host files.
+    """
+    _refuse_mounts_under(path)
+    shutil.rmtree(path)
+
+
+def _refuse_mounts_under(path: Path) -> None:
+    from labkit import inspect
+
+    inside = f"{os.path.realpath(path)}/"
+    mounted = [mount.mount_point for mount in inspect.mounts(os.getpid())
+               if f"{mount.mount_point}/".startswith(inside)]
+    if mounted:
+        raise LabError(f"{mounted[0]} is still mounted, so {path} cannot be removed safely: "
+                       f"run labkit gc, then try again")
 
 
 # Docker's rule: lowercase path components joined by "/", each made of [a-z0-9] runs separated

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,28 @@ def test_a_bad_image_reference_is_one_clear_error(reference):
                                           (5_000_000_000, "5GB")])
 def test_sizes_read_as_docker_prints_them(size, shown):
     assert store.human_size(size) == shown
+
+
+def test_the_store_never_deletes_through_a_mount(tmp_path):
+    """A bind mount left under a container's directory must not let rm reach the host's files."""
+    home, precious = tmp_path / "home", tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep").write_text("mine")
+    script = f"""
+import os, sys
+os.environ["LABKIT_HOME"] = {str(home)!r}
+from labkit import store
+from labkit.errors import LabError
+with store.writing() as lab:
+    victim = lab.root / "containers" / "x" / "merged"
+    victim.mkdir(parents=True)
+    os.system(f"mount --bind {str(precious)!r} {{victim}}")
+    try:
+        lab.discard(victim.parent)
+    except LabError as error:
+        print(error)
+"""
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                           sys.executable, "-c", script], capture_output=True, text=True)
+    assert "is still mounted" in done.stdout, done.stdout + done.stderr
+    assert (precious / "keep").read_text() == "mine"
