@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     build = image_verbs.add_parser("build-base", help="build the busybox base image offline")
     build.set_defaults(handler="labkit.baseimage:build_command")
 
+    samples = verbs.add_parser("samples", help="the lessons' C samples: list, build, run")
+    samples.add_argument("action", nargs="?", choices=("list", "build", "run"), default="list")
+    samples.add_argument("name", nargs="?", help="a sample, such as 02_uts")
+    samples.add_argument("command", nargs=argparse.REMAINDER, help="what the sample runs")
+    samples.set_defaults(handler="labkit.samples:command")
+
     reset = verbs.add_parser("reset", help="stop every container, unmount, empty the store and "
                                            "rebuild the base image: a broken lab as new")
     reset.set_defaults(handler="labkit.reset:command")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from labkit.terminal import Transcript
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "c_samples"
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror")
+# Samples that would damage a systemd host (its / is shared): run only inside labkit.sandbox.
+SANDBOX_ONLY = frozenset({"04_mount_proc_naive"})
 
 
 class BuildError(LabError):
@@ -69,12 +72,35 @@ def session(name: str, typed: Iterable[str], command: list[str] | None = None, *
     return terminal.replay(argv, typed, timeout=timeout)
 
 
+def command(args) -> int:
+    """``labkit samples [list | build NAME | run NAME CMD...]``: the samples from a terminal.
+
+    ``build`` prints the binary's path, to run it by hand with a terminal of your own; ``run``
+    runs it with a command and a timeout, as a lesson does, and passes on its exit code.
+    """
+    if args.action == "list":
+        print("\n".join(names()))
+        return 0
+    if args.name is None:
+        raise LabError(f"say which sample to {args.action}: one of {', '.join(names())}")
+    if args.action == "build":
+        print(build(args.name))
+        return 0
+    result = run(args.name, args.command or None)
+    print(result.stdout, end="")
+    print(result.stderr, end="", file=sys.stderr)
+    return result.exit_code
+
+
 def cache_dir() -> Path:
     """Where built samples are kept: inside the store, so a test session brings its own."""
     return store.home() / "cache" / "samples"
 
 
 def _argv(name: str, command: list[str] | None, sandbox: bool, samples_dir: Path) -> list[str]:
+    if name in SANDBOX_ONLY and not sandbox:
+        raise LabError(f"{name} leaks its /proc mount into a host whose / is shared: "
+                       f"it only runs in the sandbox (sandbox=True)")
     argv = [str(build(name, samples_dir=samples_dir)), *(command or [])]
     return shared_root(argv) if sandbox else argv
 

@@ -13,6 +13,7 @@ import pytest
 
 from labkit import samples, store
 from labkit.errors import LabError
+from tests.conftest import LABKIT
 
 LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive"]
 HOST_SAFE = LESSONS[:4]  # the naive one may only run inside the sandbox: see test_sandbox.py
@@ -253,3 +254,26 @@ def test_a_command_that_cannot_be_executed_exits_126(tmp_path):
     result = samples.run("02_uts", [str(script)])
     assert result.exit_code == 126
     assert f"{script}: Permission denied" in _lines(result.stderr)
+
+
+def test_the_samples_verb_lists_builds_and_runs_them():
+    listed = subprocess.run([LABKIT, "samples"], capture_output=True, text=True, check=True)
+    assert "02_uts" in listed.stdout.split()
+    built = subprocess.run([LABKIT, "samples", "build", "02_uts"], capture_output=True,
+                           text=True, check=True)
+    assert os.access(built.stdout.strip(), os.X_OK)
+    ran = subprocess.run([LABKIT, "samples", "run", "02_uts", "sh", "-c", "hostname; exit 3"],
+                         capture_output=True, text=True)
+    assert ran.returncode == 3 and "container" in ran.stdout.splitlines()
+
+
+def test_the_samples_verb_refuses_an_unknown_sample_in_one_line():
+    ran = subprocess.run([LABKIT, "samples", "run", "99_nothing"], capture_output=True, text=True)
+    assert ran.returncode == 1
+    assert ran.stderr.count("\n") == 1 and "no sample named '99_nothing'" in ran.stderr
+
+
+def test_the_naive_sample_runs_only_in_the_sandbox():
+    with pytest.raises(LabError, match="only runs in the sandbox"):
+        samples.run("04_mount_proc_naive", ["true"])
+    assert samples.run("04_mount_proc_naive", ["true"], sandbox=True).exit_code == 0
