@@ -50,7 +50,7 @@ def run(args) -> int:
         config, connection = containers.launch(
             args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
             volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
-            tty=args.tty, remove=args.rm)
+            tty=args.tty, remove=args.rm, fork=True)
     with closing(connection):
         if args.detach:
             print(config.id)

@@ -117,10 +117,11 @@ def run(image: str, command: Sequence[str] | None = None, *, detach: bool = Fals
 def launch(image: str, command: Sequence[str] | None, *, attach: bool,
            name: str | None = None, env: Sequence[str] = (), volumes: Sequence[str] = (),
            hostname: str | None = None, interactive: bool = False, tty: bool = False,
-           remove: bool = False) -> tuple[store.ContainerConfig, Connection]:
+           remove: bool = False, fork: bool = False) -> tuple[store.ContainerConfig, Connection]:
     """Create a container and start its monitor; return its config and the connection of its
     first client, on which the monitor has answered. If the start failed, an ``attach``ed
-    client reads why in the stream; a detached one gets it raised as a LabError.
+    client reads why in the stream; a detached one gets it raised as a LabError. ``fork``:
+    the caller may fork the monitor (``monitor.spawn``); only ``labkit run`` may.
 
     Every check comes before the store changes: a bad name, image, volume, hostname or
     environment leaves nothing on disk.
@@ -135,7 +136,7 @@ def launch(image: str, command: Sequence[str] | None, *, attach: bool,
         if not all(lab.layer_dir(digest).is_dir() for digest in config.layers):
             raise LabError(f"the layers of {config.image} are gone: build the image again")
         directory = lab.create_container(config)
-        return config, _start_monitor(directory, spec, attach)
+        return config, _start_monitor(directory, spec, attach, fork)
 
 
 def start(reference: str) -> Container:
@@ -230,7 +231,7 @@ def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
 
 
-def _start_monitor(directory: Path, spec: Spec, attach: bool) -> Connection:
+def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool = False) -> Connection:
     """Start the container's monitor with a first client, and wait for its first word: the
     store's lock, held meanwhile, keeps any other command off this container until then.
     A detached client gets a failed start raised."""
@@ -238,7 +239,7 @@ def _start_monitor(directory: Path, spec: Spec, attach: bool) -> Connection:
     connection = Connection(ours)
     try:
         connection.send_control(Kind.HELLO, attach=attach)
-        monitor.spawn(directory, spec, theirs)
+        monitor.spawn(directory, spec, theirs, fork=fork)
     except BaseException:
         connection.close()
         raise

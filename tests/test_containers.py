@@ -8,6 +8,7 @@ monitor or container process outlives it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -297,6 +299,23 @@ def test_kill_9_of_a_foreground_run_leaves_the_container_to_its_monitor():
     assert containers.logs("orphan") == "ready\n"
     stopped = containers.stop("orphan")
     assert (stopped.status, stopped.exit_code) == ("exited", 128 + signal.SIGTERM)
+
+
+def test_a_monitor_forked_by_the_cli_keeps_nothing_of_it():
+    """``labkit run`` forks the monitor instead of starting a fresh interpreter. The monitor
+    must still be cut loose as a fresh one is: a session of its own, no terminal, /dev/null for
+    its streams, and none of the CLI's descriptors, the store's lock above all."""
+    assert labkit("run", "-d", "--name", "loose", "busybox", "sleep", "1000").returncode == 0
+    monitor = containers.inspect("loose").state.monitor_pid
+    after_name = Path(f"/proc/{monitor}/stat").read_text().rsplit(")", 1)[1].split()
+    assert (int(after_name[3]), int(after_name[4])) == (monitor, 0), "session, tty"
+    fds = {int(fd): os.readlink(f"/proc/{monitor}/fd/{fd}")
+           for fd in os.listdir(f"/proc/{monitor}/fd")}
+    assert [fds[0], fds[1], fds[2]] == ["/dev/null"] * 3
+    assert str(store.home() / "lock") not in fds.values()
+    with open(store.home() / "lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it: this cannot block
+    containers.rm("loose", force=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The launcher: the fresh process that turns a spec into a running container.
 
 The caller starts it with subprocess (``api.py``), so that unshare, mount and fork happen in a
-new single-threaded process and never in the caller (DESIGN.md rule 1); or the warm helper
-(``warm.py``) forks it and calls ``main`` here, with the imports already done. The launcher
+new single-threaded process and never in the caller (DESIGN.md rule 1); or a single-threaded
+process of the lab's own, the warm helper (``warm.py``) or a container's monitor
+(``forked.py``), forks it and calls ``become`` here, with the imports already done. The launcher
 gets a report pipe and a spec, and then:
 
 1. unshares every namespace the spec's steps need, in one call;
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from labkit.errors import LabError
 from labkit.runtime.init import block_signals, reset_dispositions, restore_signals, supervise
@@ -63,6 +64,23 @@ def main(argv: list[str]) -> int:
                     f"the container was killed")
         status = supervise(child)
     return status
+
+
+def become(report_fd: int, standard: Sequence[int], spec_json: str) -> int:
+    """``main``, in a process forked to be a launcher (by the warm helper, or by a container's
+    monitor): take ``standard`` as stdin, stdout and stderr, and keep no other descriptor of the
+    process it was forked from but the report pipe, as a fresh launcher has none."""
+    for number, fd in enumerate(standard):
+        os.dup2(fd, number)
+    close_all_but(report_fd)
+    return main([str(report_fd), spec_json])
+
+
+def close_all_but(keep: int) -> None:
+    """Close every descriptor above 2 but ``keep``: what a forked process must not hold, such
+    as another container's pipes or a lock of the process it was forked from."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from labkit.boot import python_argv
 from labkit.errors import LabError
 from labkit.runtime import api, launch
+from labkit.runtime.handle import Handle, child_streams
 from labkit.runtime.spec import LAB_ERROR, Step
 from labkit.syscalls import PR_SET_PDEATHSIG, prctl
 
@@ -116,7 +117,7 @@ class Launcher:
         self.close()
 
 
-class WarmProcess:
+class WarmProcess(Handle):
     """A launcher forked by the helper, handled as the ``subprocess.Popen`` of a cold one is.
 
     Its output is read as UTF-8 text with universal newlines, as ``spawn_launcher`` asks of
@@ -124,14 +125,14 @@ class WarmProcess:
     """
 
     def __init__(self, control: socket.socket, spec_json: str, report_fd: int,
-                 streams: tuple) -> None:
+                 standard: tuple) -> None:
         request = spec_json.encode()
         if len(request) > MAX_SPEC:
             raise LabError(f"a spec of {len(request)} bytes is too long: at most {MAX_SPEC}",
                            exit_code=LAB_ERROR)
-        self.returncode: int | None = None
         self._reply, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        theirs, self._pipes = _child_streams(*streams)
+        theirs, pipes = child_streams(*standard)
+        super().__init__(pipes)
         try:
             with helper_end:
                 _send(control, request, [report_fd, *theirs], helper_end)
@@ -170,23 +171,6 @@ class WarmProcess:
             with contextlib.suppress(ConnectionError):
                 self._reply.send(json.dumps({"signal": int(number)}).encode())
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def communicate(self, input: str | None = None) -> tuple[str | None, str | None]:
-        """Write ``input`` to the piped stdin, read the piped stdout and stderr to their end
-        while doing so, then wait; as ``Popen.communicate`` does, in text."""
-        stdin, stdout, stderr = self._pipes
-        self._pipes = (None, None, None)
-        output = _exchange(stdin, (input or "").encode(), [fd for fd in (stdout, stderr)
-                                                           if fd is not None])
-        self.wait()
-        return (_text(output.get(stdout)) if stdout is not None else None,
-                _text(output.get(stderr)) if stderr is not None else None)
-
     def _receive(self, timeout: float | None) -> dict | None:
         """The helper's next message; None if none came within ``timeout`` seconds, and an
         empty dict if the helper has gone."""
@@ -223,67 +207,6 @@ def _send(control: socket.socket, request: bytes, fds: list[int],
         socket.send_fds(control, [request], [*fds, cwd, helper_end.fileno()])
     finally:
         os.close(cwd)
-
-
-def _child_streams(stdin, stdout, stderr) -> tuple[list[int], tuple]:
-    """The launcher's three standard descriptors, from what ``subprocess.Popen`` would take
-    (None, DEVNULL, PIPE, STDOUT for stderr, a descriptor or a file); and the caller's ends of
-    the pipes made for PIPE (None where there is none). Each of the first is the caller's to
-    close once sent."""
-    theirs: list[int] = []
-    ours: list[int | None] = []
-    for number, stream in enumerate((stdin, stdout, stderr)):
-        mine = None
-        if stream is None:
-            fd = os.dup(number)  # the caller's own stream, as a child inherits it
-        elif stream == subprocess.DEVNULL:
-            fd = os.open(os.devnull, os.O_RDWR)
-        elif stream == subprocess.PIPE:
-            read_end, write_end = os.pipe()
-            fd, mine = (read_end, write_end) if number == 0 else (write_end, read_end)
-        elif stream == subprocess.STDOUT and number == 2:
-            fd = os.dup(theirs[1])
-        else:
-            fd = os.dup(stream if isinstance(stream, int) else stream.fileno())
-        theirs.append(fd)
-        ours.append(mine)
-    return theirs, tuple(ours)
-
-
-def _exchange(stdin: int | None, data: bytes, outputs: list[int]) -> dict[int, bytes]:
-    """Write ``data`` to ``stdin`` (then close it) while reading each of ``outputs`` to its
-    end, so that neither side waits for the other; close them all. What each output said."""
-    chunks: dict[int, list[bytes]] = {fd: [] for fd in outputs}
-    with selectors.DefaultSelector() as selector:
-        if stdin is not None and data:
-            os.set_blocking(stdin, False)
-            selector.register(stdin, selectors.EVENT_WRITE)
-        elif stdin is not None:
-            os.close(stdin)
-        for fd in outputs:
-            selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
-            for key, _ in selector.select():
-                if key.fd == stdin:
-                    try:  # non-blocking: the kernel takes what fits in the pipe now
-                        data = data[os.write(stdin, data):]
-                    except BrokenPipeError:
-                        data = b""  # the command exited without reading it all, as it may
-                    done = not data
-                else:
-                    chunk = os.read(key.fd, 65536)
-                    chunks[key.fd].append(chunk)
-                    done = not chunk
-                if done:
-                    selector.unregister(key.fd)
-                    os.close(key.fd)
-    return {fd: b"".join(parts) for fd, parts in chunks.items()}
-
-
-def _text(data: bytes | None) -> str:
-    """Bytes as Popen(encoding="utf-8", errors="replace") reads them, newlines made universal."""
-    text = (data or b"").decode("utf-8", "replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +325,7 @@ def _await_request(helper: int, requests: socket.socket) -> int:
     if os.getppid() != helper:  # the helper died before prctl() took effect
         return LAB_ERROR
     os.setsid()  # a session of its own, as subprocess gives a cold launcher
-    _close_all_but(requests.fileno())
+    launch.close_all_but(requests.fileno())
     request, fds, _, _ = socket.recv_fds(requests, MAX_SPEC + 1, _DESCRIPTORS)
     requests.close()
     if not request:
@@ -411,20 +334,10 @@ def _await_request(helper: int, requests: socket.socket) -> int:
 
 
 def _become_launcher(spec_json: str, fds: list[int]) -> int:
-    """Take the caller's streams and working directory, and run the launcher's own ``main``."""
+    """Take the caller's working directory, streams and report pipe, and run the launcher."""
     report, stdin, stdout, stderr, cwd, _reply = fds
-    for number, fd in enumerate((stdin, stdout, stderr)):
-        os.dup2(fd, number)
     os.fchdir(cwd)
-    _close_all_but(report)
-    return launch.main([str(report), spec_json])
-
-
-def _close_all_but(keep: int) -> None:
-    """Close every descriptor above 2 but ``keep``: a launcher holds nothing of the helper's,
-    nor of the other containers'."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    return launch.become(report, (stdin, stdout, stderr), spec_json)
 
 
 def _pass_on_signal(child: _Child, selector: selectors.BaseSelector) -> None:
