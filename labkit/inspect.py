@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from labkit.errors import LabError
+from labkit.mountinfo import unescape
 
 # ---------------------------------------------------------------------------------------------
 # The process itself
@@ -349,18 +350,6 @@ class Mount:
     def device(self) -> str:
         """``major:minor`` of the filesystem, as the kernel prints it."""
         return f"{self.major}:{self.minor}"
-
-
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
-
-
-def unescape(field: bytes) -> str:
-    """Undo the kernel's octal escapes: mountinfo writes a space in a path as ``\\040``.
-
-    The fields are space-separated, so the kernel escapes space, tab, newline and backslash
-    in paths; decoding bytes first keeps names that are not valid UTF-8 intact.
-    """
-    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), field))
 
 
 def parse_mount(line: bytes) -> Mount:

@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from labkit import names, syscalls
-from labkit.digest import tree_digest
 from labkit.errors import LabError
+from labkit.mountinfo import mount_points
 
 DEFAULT_HOME = "/var/lib/labkit"
 MARKER = "labkit-store"
@@ -173,6 +173,8 @@ class Store:
         A layer with the same digest is the same content: it is kept, and ``tree`` is left
         for its staging directory to remove.
         """
+        from labkit.digest import tree_digest  # tarfile and hashlib: not on `labkit run`'s path
+
         digest, size = tree_digest(tree)
         if self.layer_dir(digest).exists():
             return digest
@@ -326,7 +328,7 @@ class Store:
         _refuse_mounts_under(path)
         trash = Path(tempfile.mkdtemp(dir=self.tmp_dir))
         path.rename(trash / path.name)
-        remove_tree(trash)
+        shutil.rmtree(trash)
 
     def _image_path(self, repository: str, tag: str) -> Path:
         return self.images_dir / repository / f"{tag}.json"
@@ -354,11 +356,8 @@ def remove_tree(path: Path) -> None:
 
 
 def _refuse_mounts_under(path: Path) -> None:
-    from labkit import inspect
-
     inside = f"{os.path.realpath(path)}/"
-    mounted = [mount.mount_point for mount in inspect.mounts(os.getpid())
-               if f"{mount.mount_point}/".startswith(inside)]
+    mounted = [point for point in mount_points() if f"{point}/".startswith(inside)]
     if mounted:
         raise LabError(f"{mounted[0]} is still mounted, so {path} cannot be removed safely: "
                        f"run labkit gc, then try again")

@@ -2,7 +2,8 @@
 
 Python's start-up and imports are most of what a cold container costs (benchmarks/README.md).
 rich and psutil alone take tens of milliseconds; only the views and the lessons need them, so
-they must never load on the way to starting a container.
+they must never load on the way to starting a container; nor tarfile, which only building and
+committing images need.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from labkit import cli
 from tests.conftest import REPO
 
-HEAVY = ("rich", "psutil")
+HEAVY = ("rich", "psutil", "tarfile")
 
 # Imports the modules named after labkit's directory, then prints every module then loaded.
 LOADED = ("import importlib, json, sys; sys.path.insert(0, sys.argv[1]); "
@@ -32,7 +33,7 @@ def _heavy_after_importing(*modules: str, site: bool = True) -> list[str]:
     return sorted({name.split(".")[0] for name in loaded} & set(HEAVY))
 
 
-def test_the_run_verb_imports_neither_rich_nor_psutil():
+def test_the_run_verb_imports_neither_rich_nor_psutil_nor_tarfile():
     module = cli._parser().parse_args(["run", "busybox"]).handler.split(":")[0]
     assert _heavy_after_importing("labkit.cli", module) == []
 
@@ -46,3 +47,4 @@ def test_a_cold_launcher_of_a_full_container_imports_only_the_standard_library_a
 
 def test_the_probe_sees_a_heavy_import():
     assert _heavy_after_importing("labkit.cli", "rich.console") == ["rich"]
+    assert _heavy_after_importing("labkit.cli", "labkit.digest") == ["tarfile"]
