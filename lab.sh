@@ -56,6 +56,9 @@ make_venv() {
         "$VENV/bin/pip" install -q -r requirements.txt
         echo "$wanted" > "$stamp"
     fi
+    # Compile the lab's modules now, so that no command compiles them as it starts: where
+    # PYTHONDONTWRITEBYTECODE is set, each `labkit` command would otherwise do it again.
+    "$VENV/bin/python" -m compileall -q labkit >/dev/null
 }
 
 setup() {
