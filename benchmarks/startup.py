@@ -207,6 +207,11 @@ def contenders(lab: Lab, launcher: warm.Launcher, c_binary: Path,
                   "interpreter's own start-up, which any cold Python path pays first",
                   argv=lambda command: [sys.executable, "-I", "-S", "-c", "pass"],
                   probed=False),
+        Contender("imports", "python3 -c 'import labkit.commands' (reference)", "no "
+                  "container: the start-up and imports of `labkit run` (the venv's site, "
+                  "argparse, labkit's modules and the standard library they use), no work",
+                  argv=lambda command: [sys.executable, "-c", "import labkit.cli, "
+                                        "labkit.commands"], probed=False),
     ]
 
 
@@ -263,7 +268,7 @@ def _ratio(medians: dict[str, float], key: str, reference: str) -> float | None:
     return medians[key] / medians[reference] if reference in medians else None
 
 
-def table(results: list[dict], missing: dict[str, str]) -> str:
+def table(results: list[dict]) -> str:
     """The results, one row per contender; what each does is in README.md and the JSON."""
     def times(ratio: float | None) -> str:
         return "" if ratio is None else f"{ratio:.2f}x"
@@ -271,7 +276,6 @@ def table(results: list[dict], missing: dict[str, str]) -> str:
     lines = [[row["label"], row["namespaces"], f"{row['median_ms']:.1f}",
               f"{row['p90_ms']:.1f}", times(row["vs_runc"]), times(row["vs_crun"])]
              for row in results]
-    lines += [[label, "", f"not yet: {why}", "", "", ""] for label, why in missing.items()]
     return common.markdown(["command", "new namespaces", "median ms", "p90 ms", "vs runc",
                             "vs crun (cgroup v1)"], lines)
 
@@ -289,11 +293,6 @@ def targets(results: list[dict]) -> list[str]:
         else:
             found.append(f"{target}: not measured in this run")
     return found
-
-
-def _cli_has_run() -> bool:
-    return subprocess.run([common.LABKIT, "run", "--help"], capture_output=True,
-                          check=False).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,19 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     if private.hide_cgroup2():
         notes.append(f"every contender ran in one private mount namespace where {private.UNIFIED}"
                      f" (the hybrid host's cgroup2) was unmounted, so that crun would run")
-    left_out = {}
-    if "labkit-run" in args.skip:
-        left_out["labkit run --rm busybox /bin/true"] = "left out (--skip labkit-run)"
-    elif not _cli_has_run():
-        args.skip.append("labkit-run")
-        left_out["labkit run --rm busybox /bin/true"] = "the CLI has no `run` verb yet"
     chosen, loads = time_all(args.rounds, args.skip)
     results = rows(chosen)
     notes[:0] = targets(results)
     notes.append(f"the machine's load average (1 min) was {loads[0]:.1f} before the timed "
                  f"rounds and {loads[1]:.1f} after, on {os.cpu_count()} cpus: other work ran "
                  f"beside the benchmark")
-    write(args.out, results, notes, left_out, args.rounds, facts)
+    write(args.out, results, notes, args.rounds, facts)
     return 0
 
 
@@ -350,9 +343,9 @@ def time_all(rounds: int, skip: list[str]) -> tuple[list[Contender], tuple[float
         return chosen, (before, os.getloadavg()[0])
 
 
-def write(out: Path, results: list[dict], notes: list[str], missing: dict[str, str],
-          rounds: int, facts: dict[str, str]) -> None:
-    text = "\n\n".join([table(results, missing), "\n".join(f"- {note}" for note in notes),
+def write(out: Path, results: list[dict], notes: list[str], rounds: int,
+          facts: dict[str, str]) -> None:
+    text = "\n\n".join([table(results), "\n".join(f"- {note}" for note in notes),
                         common.facts_table(facts)])
     print(text)
     out.mkdir(parents=True, exist_ok=True)
