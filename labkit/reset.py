@@ -5,16 +5,17 @@ still running, a container whose monitor was killed, a mount left under the stor
 build killed half-way), reset takes the lab back to what ``./lab.sh setup`` made. Its steps come
 in this order because each one makes the next safe:
 
-1. every container stops. One with a monitor is stopped through it, as ``labkit stop -t 0``
-   does. One whose monitor died may still run: its PID 1 is killed, once its start time proves
-   the pid is still that process. The kernel then ends the PID namespace, and with its last
-   process the container's mount namespace and every mount in it;
-2. whatever is still mounted under the store, in reset's own mount namespace (the host's), is
-   unmounted, deepest first; the store's own mount, if it is one, stays;
-3. the store's content goes, containers included: images, layers, containers, compiled samples,
+1. every container with a monitor is stopped through it, as ``labkit stop -t 0`` does;
+2. whatever of the store's is still mounted in reset's own mount namespace (the host's) is
+   unmounted, deepest first, as ``labkit gc`` does it; the store's own mount, if it is one,
+   stays;
+3. under the store's lock, every process of a container whose monitor died is killed, as
+   ``labkit gc`` finds and kills them; with their last process go the container's namespaces
+   and every mount in them;
+4. the store's content goes, containers included: images, layers, containers, compiled samples,
    work in progress. Only once nothing is mounted under the store: a recursive delete descends
    into a mount, and through a leftover bind mount it would delete the files mounted there;
-4. the base image is built again.
+5. the base image is built again.
 
 The notebooks and the repository are not touched. It is a command, run in a process of its own:
 it unmounts in its own mount namespace, which a Jupyter kernel must never do.
@@ -22,29 +23,25 @@ it unmounts in its own mount namespace, which a Jupyter kernel must never do.
 
 from __future__ import annotations
 
-import os
-import select
 import shutil
-import signal
-from pathlib import Path
 
-from labkit import baseimage, containers, enter, inspect, store, syscalls
+from labkit import baseimage, containers, gc, names, store
 from labkit.errors import LabError
 
 KEPT = (store.MARKER, "lock")  # what makes the directory a store, and the lock reset holds
-DEATH_SECONDS = 10.0  # how long a killed PID 1 may take to be gone
 
 
 def command(args) -> int:
     """``labkit reset``: say what each step did."""
     root = store.reading().root  # checked first: a directory that is not a store is refused
-    stopped = stop_containers()
-    print(f"stopped {_count(stopped, 'container')}: {', '.join(stopped)}" if stopped
-          else "no container was running")
-    unmounted = unmount_under(root)
-    if unmounted:
-        print(f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}")
+    stopped = stop_monitored()
+    unmounted = [point for point, _ in gc.unmount_strays(root)]
     with store.writing() as lab:
+        stopped += [_name(lab, container_id) for container_id in gc.kill_unmonitored(lab)]
+        print(f"stopped {_count(stopped, 'container')}: {', '.join(sorted(stopped))}"
+              if stopped else "no container was running")
+        if unmounted:
+            print(f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}")
         removed = empty(lab)
         print(f"emptied the store {lab.root} ({', '.join(removed)})")
         lab.create()
@@ -59,72 +56,19 @@ def _count(items: list, noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
-def stop_containers() -> list[str]:
-    """Stop every container at once; return the names of those that were still running."""
-    stopped = []
-    for container in containers.ps(all=True):
-        if container.status == store.RUNNING:
-            containers.stop(container.id, timeout=0)
-        elif container.status == containers.DEAD:
-            kill_init(container.state)
-        else:
-            continue
-        stopped.append(container.name)
-    return stopped
+def stop_monitored() -> list[str]:
+    """Stop every container that runs with a monitor, at once; return their names."""
+    running = [container for container in containers.ps() if container.status == store.RUNNING]
+    for container in running:
+        containers.stop(container.id, timeout=0)
+    return [container.name for container in running]
 
 
-def kill_init(state: store.ContainerState) -> None:
-    """SIGKILL a container's PID 1 if it still runs, and wait until it is gone.
-
-    A pidfd is opened first and the start time checked after: if the pid had been reused by
-    then, the pidfd is the newcomer's and its start time tells; if not, the pidfd holds on to
-    the very process that was checked, whatever happens to the pid meanwhile.
-    """
-    if state.init_pid is None:
-        return
+def _name(lab: store.Store, container_id: str) -> str:
     try:
-        pidfd = os.pidfd_open(state.init_pid)
-    except ProcessLookupError:
-        return
-    try:
-        if _start_time(state.init_pid) != state.init_start:
-            return
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        if not select.select([pidfd], [], [], DEATH_SECONDS)[0]:  # readable once it has died
-            raise LabError(f"the container's PID 1 ({state.init_pid}) did not die of SIGKILL")
-    except ProcessLookupError:
-        return
-    finally:
-        os.close(pidfd)
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        return enter.start_time(pid)
-    except FileNotFoundError:
-        return None
-
-
-def unmount_under(root: Path) -> list[str]:
-    """Unmount every mount strictly under ``root`` in this mount namespace; return their points.
-
-    The kernel lists a mount after the one it sits on, so going backwards unmounts children
-    before their parents, and the top of a stack before what it covers.
-    """
-    found = _mounts_under(root)
-    for point in reversed(found):
-        syscalls.umount2(point, syscalls.MNT_DETACH)
-    left = _mounts_under(root)
-    if left:
-        raise LabError(f"still mounted under the store after unmounting: {', '.join(left)}; "
-                       f"unmount them by hand (umount -l PATH), then run labkit reset again")
-    return found
-
-
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root.resolve()).rstrip("/") + "/"
-    return [mount.mount_point for mount in inspect.mounts(os.getpid())
-            if mount.mount_point.startswith(prefix)]
+        return lab.container_config(container_id).name
+    except FileNotFoundError:  # its record was removed, and its processes ran on
+        return names.short(container_id)
 
 
 def empty(lab: store.Store) -> list[str]:
@@ -136,7 +80,7 @@ def empty(lab: store.Store) -> list[str]:
     if any(container.status == store.RUNNING for container in containers.ps()):
         raise LabError("a container was started while the lab was being reset: "
                        "run labkit reset again")
-    if _mounts_under(lab.root):
+    if gc.stray_mounts(lab.root):
         raise LabError("something was mounted under the store while the lab was being reset: "
                        "run labkit reset again")
     removed = []
