@@ -14,10 +14,7 @@ import importlib
 import os
 import sys
 
-from labkit.errors import LabError
-
-NEEDS_ROOT = ("labkit needs root: run it inside the lab VM (vagrant ssh, then sudo -i), "
-              "or with sudo on a machine you can break")
+from labkit.errors import NEEDS_ROOT, LabError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from labkit import inspect, show, store
-from labkit.cli import NEEDS_ROOT
+from labkit.errors import NEEDS_ROOT
 
 PROC_STATUS = Path("/proc/self/status")
 MOUNTINFO = Path("/proc/self/mountinfo")

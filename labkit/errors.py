@@ -5,6 +5,11 @@ command line gives for it. Anything else that escapes is a bug in the lab, not t
 """
 
 
+# The one remedy every command and ``labkit doctor`` give for a missing root.
+NEEDS_ROOT = ("labkit needs root: run it inside the lab VM (vagrant ssh, then sudo -i), "
+              "or with sudo on a machine you can break")
+
+
 class LabError(Exception):
     """A failure with a one-line explanation and remedy, and its exit code."""
 

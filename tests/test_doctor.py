@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labkit import doctor
-from labkit.cli import NEEDS_ROOT
+from labkit.errors import NEEDS_ROOT
 from labkit.sandbox import shared_root
 from tests.conftest import LABKIT, REPO
 

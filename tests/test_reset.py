@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from labkit import enter
-from labkit.cli import NEEDS_ROOT
+from labkit.errors import NEEDS_ROOT
 from tests.conftest import LABKIT
 
 STORE_ENTRIES = ["containers", "images", "labkit-store", "layers", "lock", "tmp"]
