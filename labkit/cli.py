@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader left early (labkit logs -f | head): say no more
+        return 141  # 128 + SIGPIPE, as a shell reports a command that a closed pipe ended
 
 
 def command() -> None:

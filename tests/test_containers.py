@@ -191,6 +191,17 @@ def test_logs_keeps_what_a_detached_container_printed_on_each_stream():
         ("stderr", "to-err\n"), ("stdout", "to-out\n")]
 
 
+def test_logs_f_into_a_reader_that_leaves_early_ends_quietly():
+    """``labkit logs -f web | head -n 1``: head leaves after one line, and logs stops at its
+    next write, as any command in a pipe does: no traceback, the shell's 141 for SIGPIPE."""
+    assert labkit("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
+                  "while true; do echo line; sleep 0.01; done").returncode == 0
+    piped = subprocess.run(["bash", "-c", f"set -o pipefail; {LABKIT} logs -f chatty | head -n 1"],
+                           capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (141, "line\n", "")
+    containers.rm("chatty", force=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # -e and -v
 
