@@ -11,8 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from labkit.errors import LabError
@@ -199,23 +198,6 @@ def process_tree(pid: int) -> ProcessNode:
     for sighting in sorted(seen.values(), key=lambda s: s.pid):
         children.setdefault(sighting.ppid, []).append(sighting)
     return _node(seen[pid], _or_unknown(namespaces, seen[pid].ppid), children)
-
-
-def process_tree_running(pid: int, command: Sequence[str],
-                         timeout: float = 5.0) -> ProcessNode:
-    """The tree under ``pid`` as soon as ``command`` runs in it (or as it is after ``timeout``).
-
-    A container is handed back while its command is still being started: a look at that
-    moment may catch the fork before the exec, a process with no command line yet.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        tree = process_tree(pid)
-        if any(node.cmdline == tuple(command) for node in tree.walk()):
-            return tree
-        if time.monotonic() > deadline:
-            return tree
-        time.sleep(0.01)
 
 
 @dataclass(frozen=True)

@@ -418,6 +418,8 @@ def test_the_static_init_reports_a_command_it_cannot_start_in_one_line(box, comm
     result = box.run(*command)
     assert (result.exit_code, result.error) == (code, error)
     _one_line(result)
+    with start(command, box.steps(), env=ENV) as failed:  # known before anyone waits
+        assert failed.error == error
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,6 +97,10 @@ def test_run_refuses_a_bad_environment_or_hostname(flags, says):
 def test_a_command_that_cannot_run_exits_126_or_127_in_run_and_exec(command, exit_code, says):
     assert_one_line(labkit("run", "--name", "cannot", "busybox", command), exit_code, says)
     assert containers.inspect("cannot").exit_code == exit_code
+    # Detached too, as docker run -d: the start is over only once the command was exec'd.
+    assert_one_line(labkit("run", "-d", "--name", "cannot-d", "busybox", command), exit_code,
+                    says)
+    assert containers.inspect("cannot-d").exit_code == exit_code
     box = containers.run("busybox", ["sleep", "1000"], detach=True)
     assert_one_line(labkit("exec", box.name, command), exit_code, says)
 

@@ -78,7 +78,7 @@ def test_namespace_check_fails_on_the_runtime_without_private_proc():
 
 def _tree(steps) -> inspect.ProcessNode:
     with api.start(["sleep", "30"], steps=steps) as container:
-        tree = inspect.process_tree_running(container.pid, ["sleep", "30"])
+        tree = inspect.process_tree(container.pid)
         container.terminate()
         container.wait(timeout=10)
     return tree

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -262,6 +263,18 @@ def test_a_command_not_found_exits_127_with_one_line():
     assert result.exit_code == 127
     assert result.error.startswith("no-such-command: command not found in PATH=")
     _one_line(result)
+
+
+def test_start_returns_once_the_command_was_exec_d_or_could_not_be():
+    """As docker run -d: a command that cannot be found is known to have failed when start
+    returns, not only once someone waits; one that runs is running already."""
+    with start(["no-such-command"], CONTAINER) as failed:
+        assert failed.error.startswith("no-such-command: command not found")
+    with start(["sleep", "30"], CONTAINER) as sleeper:
+        children = Path(f"/proc/{sleeper.init_pid}/task/{sleeper.init_pid}/children").read_text()
+        [command] = children.split()
+        assert Path(f"/proc/{command}/cmdline").read_bytes() == b"sleep\x0030\x00"
+        sleeper.kill()
 
 
 def test_a_command_that_is_not_executable_exits_126_with_one_line(tmp_path):

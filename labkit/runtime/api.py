@@ -73,9 +73,9 @@ class Container:
     ``pid`` is the launcher's: the signals sent to it reach the command through the launcher
     and the container's init. ``init_pid`` is the host's pid of the container's first process
     (PID 1 inside, when it has a PID namespace). The constructor returns once the container's
-    namespaces and steps are in place and its command is being started; errors after that
-    (command not found) appear in ``error`` once it has exited. Use it in a ``with`` block, which
-    kills and reaps it if it is still running.
+    namespaces and steps are in place and its command has been exec'd, or once it is known why
+    not: ``error`` then says so (command not found, a step that failed). Use it in a ``with``
+    block, which kills and reaps it if it is still running.
 
     ``spawn`` starts the launcher: a fresh interpreter by default (``spawn_launcher``), or a
     fork of a warm helper (``labkit.runtime.warm``). It returns a handle with the part of
@@ -155,7 +155,7 @@ class Container:
         self._report.close()
 
     def _started(self) -> bool:
-        return "error" in self._facts or {"init_pid", "namespaces"} <= self._facts.keys()
+        return "error" in self._facts or {"init_pid", "namespaces", "started"} <= self._facts.keys()
 
     def __enter__(self) -> Container:
         return self

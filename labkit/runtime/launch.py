@@ -95,15 +95,24 @@ def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -
         return LAB_ERROR
     if spec.init_program:
         return _exec_init(spec, report)
+    # Close-on-exec, as Python makes every pipe: a successful exec closes the child's end, a
+    # failed one writes a byte first. Either way the read below returns (init.c does the same).
+    started, failed = os.pipe()
     command = os.fork()
     if command == 0:
-        exit_with(lambda: _exec(spec, report, signal_mask))
+        os.close(started)
+        exit_with(lambda: _exec(spec, report, signal_mask, failed))
+    os.close(failed)
+    if not os.read(started, 1):
+        report.send(started=True)
+    os.close(started)
     report.close()
     return supervise(command)
 
 
-def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:
-    """Replace this process with the command; return an exit code only if that fails."""
+def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals], failed: int) -> int:
+    """Replace this process with the command; if that fails, say why, write to ``failed``
+    and return the exit code."""
     restore_signals(signal_mask)
     _die_with_parent()
     name = spec.command[0]
@@ -112,10 +121,12 @@ def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int
     except (FileNotFoundError, NotADirectoryError):
         where = "" if "/" in name else f" in PATH={spec.env.get('PATH', os.defpath)}"
         report.fail(f"{name}: command not found{where}")
-        return NOT_FOUND
+        code = NOT_FOUND
     except OSError as error:
         report.fail(f"{name}: cannot execute it: {error.strerror}")
-        return NOT_EXECUTABLE
+        code = NOT_EXECUTABLE
+    os.write(failed, b"!")
+    return code
 
 
 def _exec_init(spec: Spec, report: Reporter) -> int:
