@@ -14,11 +14,12 @@
  * 128+N when a signal N killed it. The launcher hands it the watched signals already blocked,
  * so none sent in between is lost.
  *
- * If descriptor 3 is open it is the lab's report pipe: once the command has been exec'd, init
- * says so there as one JSON line, {"started": true}; a command that cannot be started is
- * reported there as {"error": "..."}, and as one line on stderr, with the exit codes of
- * init.py: 127 not found, 126 not executable. Descriptor 3 is close-on-exec and init closes
- * its own copy once the command has started, so no program in the container ever holds it.
+ * If descriptor 3 is open it is the lab's report pipe: a command that cannot be started is
+ * reported there as one JSON line, {"error": "..."}, and as one line on stderr, with the exit
+ * codes of init.py: 127 not found, 126 not executable. Descriptor 4, if open, is the start
+ * pipe: the command holds it until its exec closes it, which tells the launcher, outside the
+ * container, that the command has started. Both are close-on-exec and init closes its own
+ * copies as soon as it has forked, so no program in the container ever holds them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { REPORT_FD = 3, LAB_ERROR = 125, NOT_EXECUTABLE = 126, NOT_FOUND = 127 };
+enum { REPORT_FD = 3, START_FD = 4, LAB_ERROR = 125, NOT_EXECUTABLE = 126, NOT_FOUND = 127 };
 
 static const int watched_signals[] = {SIGHUP,  SIGINT,  SIGQUIT,  SIGTERM,
                                       SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
@@ -118,17 +119,6 @@ static int supervise(pid_t command, const sigset_t *watched) {
     return code;
 }
 
-/* Wait until the command has been exec'd, or has failed to be, and report the first: the pipe
- * is close-on-exec, so a successful exec closes the child's end and the read sees its end; a
- * failed one writes a byte first. */
-static void report_started(int started) {
-    char byte;
-    if (read(started, &byte, 1) == 0 && write(REPORT_FD, "{\"started\": true}\n", 18) < 0) {
-        /* No report pipe, or no one listening: nobody to tell. */
-    }
-    close(started);
-}
-
 int main(int argc, char *argv[]) {
     if (argc < 2) {
         fprintf(stderr, "labkit: usage: %s COMMAND [ARG...]\n", argv[0]);
@@ -140,28 +130,19 @@ int main(int argc, char *argv[]) {
         sigaddset(&watched, watched_signals[i]);
     sigprocmask(SIG_BLOCK, &watched, NULL);
     fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC); /* EBADF, harmless, when there is no pipe */
-    int sync[2];
-    if (pipe2(sync, O_CLOEXEC) < 0) {
-        report("init cannot make a pipe");
-        return LAB_ERROR;
-    }
+    fcntl(START_FD, F_SETFD, FD_CLOEXEC);
+
     pid_t command = fork();
     if (command < 0) {
         report("init cannot fork the command");
         return LAB_ERROR;
     }
     if (command == 0) {
-        close(sync[0]);
         sigprocmask(SIG_UNBLOCK, &watched, NULL);
         execvp(argv[1], argv + 1);
-        int code = cannot_execute(argv[1], errno);
-        if (write(sync[1], "!", 1) < 0) {
-            /* init is gone: it will not report the command started. */
-        }
-        _exit(code);
+        _exit(cannot_execute(argv[1], errno));
     }
-    close(sync[1]);
-    report_started(sync[0]);
     close(REPORT_FD);
+    close(START_FD);
     return supervise(command, &watched);
 }

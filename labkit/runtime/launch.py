@@ -8,14 +8,19 @@ gets a report pipe and a spec, and then:
 
 1. unshares every namespace the spec's steps need, in one call;
 2. forks, because a new PID namespace only takes the children forked after unshare(): the child
-   is the container's first process, PID 1 when the spec has a PID namespace;
+   is the container's first process, PID 1 when the spec has a PID namespace. The child takes
+   the write end of a *start pipe* along, and hands it down to the command, close-on-exec;
 3. in that child, applies the steps in order, reports the namespace ids, then becomes the
    container's init: either it runs ``init.py`` itself, forking the command, which restores a
    clean signal state and execs, and supervising it; or, in a container with a root
    filesystem of its own, it execs the static init a step bind-mounted there (``init.c``),
    which does the same;
-4. itself supervises the child: forwards the caller's signals, kills the container when the
-   spec's timeout passes, and exits with the container's status.
+4. itself waits until no process holds the start pipe any more, which says the command has
+   been exec'd (or whatever failed before has reported why), and reports it: the container
+   has started, as docker means it. Then it supervises the child: forwards the caller's
+   signals, kills the container when the spec's timeout passes, and exits with the
+   container's status. The launcher, not init, waits on the pipe: it lives outside the
+   container, where no process of the container can reach its descriptors.
 
 Errors are reported on the pipe and as one line on stderr, with docker's exit codes (spec.py).
 Python's start-up is most of a container's start-up cost, so this module and what it imports
@@ -24,7 +29,9 @@ stay small: the standard library, the syscalls and the steps a spec names.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -37,8 +44,10 @@ from labkit.syscalls import PR_SET_PDEATHSIG, prctl, unshare
 
 USAGE = "usage: launch REPORT_FD SPEC_JSON (started by labkit.runtime.api, not by hand)"
 
-# Where the static init finds the report pipe, to say "command not found" as init.py would.
+# Where the static init finds the report pipe, to say "command not found" as init.py would,
+# and the start pipe, to hand it down to the command.
 INIT_REPORT_FD = 3
+INIT_START_FD = 4
 
 
 def main(argv: list[str]) -> int:
@@ -53,10 +62,14 @@ def main(argv: list[str]) -> int:
         report.fail(error)
         return LAB_ERROR
     signal_mask = block_signals()
+    waiting, start = os.pipe()  # close-on-exec, as Python makes every descriptor
     child = os.fork()
     if child == 0:
-        exit_with(lambda: _container(spec, report, signal_mask))
+        os.close(waiting)
+        exit_with(lambda: _container(spec, report, signal_mask, start))
+    os.close(start)
     report.send(init_pid=child)
+    _report_start(waiting, report, spec.timeout)
     status = supervise(child, spec.timeout)
     if status is None:
         os.kill(child, signal.SIGKILL)
@@ -64,6 +77,16 @@ def main(argv: list[str]) -> int:
                     f"the container was killed")
         status = supervise(child)
     return status
+
+
+def _report_start(waiting: int, report: Reporter, timeout: float | None) -> None:
+    """Report ``started`` once the start pipe's last write end is closed: the command's exec
+    closed it, or every process that held it has exited, having reported why. A container
+    whose steps hang past the timeout reports nothing here; ``supervise`` then kills it."""
+    ended = select.select([waiting], [], [], timeout)[0]
+    os.close(waiting)  # before the caller hears of it: it may look at our descriptors then
+    if ended:
+        report.send(started=True)
 
 
 def become(report_fd: int, standard: Sequence[int], spec_json: str) -> int:
@@ -83,8 +106,10 @@ def close_all_but(keep: int) -> None:
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
-def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:
-    """The container's first process: apply the steps, then start the command under init."""
+def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals],
+               start: int) -> int:
+    """The container's first process: apply the steps, then start the command under init,
+    which hands the start pipe down to it."""
     try:
         _die_with_parent()
         for step in spec.steps:
@@ -94,25 +119,17 @@ def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -
         report.fail(error)
         return LAB_ERROR
     if spec.init_program:
-        return _exec_init(spec, report)
-    # Close-on-exec, as Python makes every pipe: a successful exec closes the child's end, a
-    # failed one writes a byte first. Either way the read below returns (init.c does the same).
-    started, failed = os.pipe()
+        return _exec_init(spec, report, start)
     command = os.fork()
     if command == 0:
-        os.close(started)
-        exit_with(lambda: _exec(spec, report, signal_mask, failed))
-    os.close(failed)
-    if not os.read(started, 1):
-        report.send(started=True)
-    os.close(started)
+        exit_with(lambda: _exec(spec, report, signal_mask))
+    os.close(start)
     report.close()
     return supervise(command)
 
 
-def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals], failed: int) -> int:
-    """Replace this process with the command; if that fails, say why, write to ``failed``
-    and return the exit code."""
+def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals]) -> int:
+    """Replace this process with the command; return an exit code only if that fails."""
     restore_signals(signal_mask)
     _die_with_parent()
     name = spec.command[0]
@@ -121,23 +138,24 @@ def _exec(spec: Spec, report: Reporter, signal_mask: set[signal.Signals], failed
     except (FileNotFoundError, NotADirectoryError):
         where = "" if "/" in name else f" in PATH={spec.env.get('PATH', os.defpath)}"
         report.fail(f"{name}: command not found{where}")
-        code = NOT_FOUND
+        return NOT_FOUND
     except OSError as error:
         report.fail(f"{name}: cannot execute it: {error.strerror}")
-        code = NOT_EXECUTABLE
-    os.write(failed, b"!")
-    return code
+        return NOT_EXECUTABLE
 
 
-def _exec_init(spec: Spec, report: Reporter) -> int:
+def _exec_init(spec: Spec, report: Reporter, start: int) -> int:
     """Become the static init, which runs the command; return only if it cannot start.
 
     The watched signals stay blocked across exec: a signal sent before the init takes them is
     kept pending for it, where a PID 1 without a handler would drop it.
     """
     reset_dispositions()
-    os.dup2(report.fd, INIT_REPORT_FD)
-    os.set_inheritable(INIT_REPORT_FD, True)
+    # Both out of the way first, as either may sit where the other must go; dup2 then makes
+    # inheritable copies where the init expects them.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, INIT_START_FD + 1) for fd in (report.fd, start)]
+    for fd, number in zip(moved, (INIT_REPORT_FD, INIT_START_FD), strict=True):
+        os.dup2(fd, number)
     try:
         os.execve(spec.init_program, [spec.init_program, *spec.command], spec.env)
     except OSError as error:
