@@ -1,7 +1,7 @@
 """A mount namespace of the benchmark's own, so nothing it mounts or unmounts reaches the host.
 
 The benchmark hides the host's cgroup2 mount from crun, and mounts overlays to copy; both
-happen here, in a namespace whose mounts were made private first (DESIGN.md rule 2), and die
+happen here, in a namespace whose mounts were made private first (docs/safety.md rule 2), and die
 with it.
 """
 

@@ -139,10 +139,12 @@ def command() -> None:
     the lab writes is closed by its with-block). So flush what was printed, and ``os._exit``.
     """
     code = main()
-    for stream in (sys.stdout, sys.stderr):
-        # A reader that left early (labkit ps | head) has nothing more to be told.
-        with contextlib.suppress(OSError):
-            stream.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # its reader left before the last of it (labkit ps | true)
+        code = 141
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)
 
 

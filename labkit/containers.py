@@ -14,8 +14,10 @@ while it runs, a monitor process (``labkit.monitor``) that holds it. Every call 
 conversation with those two: the store is read, or changed under its lock; a running container
 is reached through its monitor's socket, which is also how a call waits for it to end.
 
-Nothing here forks the caller, unshares or mounts: the monitor and the ``exec`` helper are fresh
-processes started with subprocess, so a Jupyter kernel may call all of it.
+Nothing here unshares or mounts, nor forks the caller: the monitor and the ``exec`` helper are
+fresh processes started with subprocess, so a Jupyter kernel may call all of it. The one
+exception is ``launch(..., fork=True)``, which forks the monitor, and which only ``labkit run``
+passes, a single-threaded process of the lab's own.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def start(reference: str) -> Container:
         container_id = lab.find_container(container_id)
         directory = lab.container_dir(container_id)
         if not monitor.alive(directory):
-            _start_monitor(directory, spec, attach=False).close()
+            _start_monitor(directory, spec, attach=False, fork=False).close()
     return inspect(container_id)
 
 
@@ -231,7 +233,7 @@ def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
 
 
-def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool = False) -> Connection:
+def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool) -> Connection:
     """Start the container's monitor with a first client, and wait for its first word: the
     store's lock, held meanwhile, keeps any other command off this container until then.
     A detached client gets a failed start raised."""

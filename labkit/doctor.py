@@ -13,7 +13,7 @@ to do. Two kinds of fact are reported:
 Every file a check reads is a parameter with the live default, so the same function can judge
 files captured on another machine (say, an Ubuntu 24.04 VM). Whatever needs a kernel experiment
 (unshare, a mount) runs in a fresh single-threaded Python child, never in the caller, which may
-be a multithreaded Jupyter kernel (DESIGN.md rule 1).
+be a multithreaded Jupyter kernel (docs/safety.md rule 1).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ a foreground one must survive a ``kill -9`` of it. So each container gets a moni
 the CLI or a notebook and cut loose from it at once, in a session of its own with no terminal.
 A notebook starts it as a fresh interpreter, which forks the monitor and exits, so the monitor
 is nobody's child but init's (or the nearest subreaper's); ``labkit run``, a single-threaded
-process of the lab's own, may fork it directly, which saves a Python start-up. For the
+process of the lab's own, may fork it directly, which saves a Python start-up: the monitor is
+then ``labkit run``'s child until that command exits, and init's (or the subreaper's) after. For the
 container's whole life the monitor:
 
 1. holds an exclusive flock() on the container's directory, so a container has at most one
@@ -49,7 +50,7 @@ from labkit.errors import LabError
 from labkit.frames import Kind, Reader, control, encode, socket_path
 from labkit.runtime import forked
 from labkit.runtime.api import Container
-from labkit.runtime.launch import close_all_but, exit_with
+from labkit.runtime.forking import close_all_but, exit_with
 from labkit.runtime.spec import LAB_ERROR, Spec
 from labkit.runtime.steps.console import receive_master
 from labkit.runtime.steps.overlay import clear_work
@@ -106,8 +107,7 @@ def main(argv: list[str]) -> int:
     monitor, so that it is nobody's child but init's, and exit."""
     directory, first_client, spec = Path(argv[0]), int(argv[1]), Spec.from_json(argv[2])
     if os.fork() == 0:
-        Monitor(directory, socket.socket(fileno=first_client)).run(spec)
-        os._exit(0)  # nothing to finalize; the kernel closes the clients' sockets as it exits
+        exit_with(lambda: _run(directory, socket.socket(fileno=first_client), spec))
     return 0
 
 
@@ -120,6 +120,12 @@ def _detached(directory: Path, first_client: socket.socket, spec: Spec) -> int:
     for number in (0, 1, 2):
         os.dup2(null, number)
     close_all_but(first_client.fileno())
+    return _run(directory, first_client, spec)
+
+
+def _run(directory: Path, first_client: socket.socket, spec: Spec) -> int:
+    """The monitor's whole life, in the process forked for it. It then exits at once: nothing
+    to finalize, the kernel closes the clients' sockets."""
     Monitor(directory, first_client).run(spec)
     return 0
 

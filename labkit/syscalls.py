@@ -6,7 +6,7 @@ code path for every Python version, and every failure names the call and errno's
 "EINVAL from mount" is what a learner needs to search for, not "OSError 22".
 
 Never call these from the Jupyter kernel: it is multithreaded, and unshare/setns/mount change the
-calling process (DESIGN.md rule 1). Call them from a fresh, single-threaded process.
+calling process (docs/safety.md rule 1). Call them from a fresh, single-threaded process.
 """
 
 from __future__ import annotations

@@ -202,6 +202,18 @@ def test_logs_f_into_a_reader_that_leaves_early_ends_quietly():
     containers.rm("chatty", force=True)
 
 
+def test_output_into_a_pipe_nobody_reads_ends_quietly_with_141():
+    """The short output of ps reaches the pipe only as the command exits: the same end."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([LABKIT, "ps", "-a"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 # ---------------------------------------------------------------------------------------------
 # -e and -v
 

@@ -1,6 +1,6 @@
 """Launchers forked from the calling process (``forked.py``), as a container's monitor forks them.
 
-pytest's own process must not fork itself (DESIGN.md rule 1), so each test runs its calls in a
+pytest's own process must not fork itself (docs/safety.md rule 1), so each test runs its calls in a
 fresh single-threaded Python process, as the monitor is, which prints what it saw as JSON; the
 same containers started cold from here are the reference.
 """

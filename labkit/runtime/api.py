@@ -6,10 +6,11 @@
     'container\\n'
 
 The caller never unshares, mounts or forks itself: it is often multithreaded (a Jupyter kernel),
-and those calls would change or endanger it (DESIGN.md rule 1). It only describes the container
-(a ``Spec``) and starts the launcher (``launch.py``) with subprocess, then talks to it through
-signals and reads what happened from the report pipe (``report.py``). A fresh launcher costs
-Python's start-up every time; ``warm.py`` forks launchers from a helper started once instead.
+and those calls would change or endanger it (docs/safety.md rule 1). It only describes the
+container (a ``Spec``) and starts the launcher (``launch.py``) with subprocess, then talks to it
+through signals and reads what happened from the report pipe (``report.py``). A fresh launcher
+costs Python's start-up every time; ``warm.py`` forks launchers from a helper started once
+instead, and a container's monitor, which may fork, forks them itself (``forked.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def spawn_launcher(spec_json: str, report_fd: int, *, stdin, stdout,
     """Start a launcher in a fresh interpreter, cold: Python's start-up and imports come first.
 
     This is how a ``Container`` starts by default. ``labkit.runtime.warm`` offers another
-    ``spawn`` with the same arguments, whose launchers are forked from a helper kept warm. The
+    ``spawn`` with the same arguments, whose launchers are forked from a helper kept warm, and
+    ``labkit.runtime.forked`` one that forks them from the caller, for a caller that may fork. The
     standard streams are as ``subprocess.Popen`` takes them; the output is read as text.
     """
     return subprocess.Popen(
@@ -77,10 +79,10 @@ class Container:
     not: ``error`` then says so (command not found, a step that failed). Use it in a ``with``
     block, which kills and reaps it if it is still running.
 
-    ``spawn`` starts the launcher: a fresh interpreter by default (``spawn_launcher``), or a
-    fork of a warm helper (``labkit.runtime.warm``). It returns a handle with the part of
-    ``subprocess.Popen`` used here: ``pid``, ``returncode``, ``poll``, ``wait``,
-    ``send_signal``, ``terminate``, ``kill`` and ``communicate``.
+    ``spawn`` starts the launcher: a fresh interpreter by default (``spawn_launcher``), a fork
+    of a warm helper (``labkit.runtime.warm``), or a fork of the caller (``forked.spawn``). It
+    returns a handle with the part of ``subprocess.Popen`` used here: ``pid``, ``returncode``,
+    ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill`` and ``communicate``.
     """
 
     def __init__(self, spec: Spec, *, stdin=None, stdout=None, stderr=None,

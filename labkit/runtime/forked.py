@@ -1,10 +1,11 @@
 """A launcher forked from the calling process: the cheapest start, for a caller that may fork.
 
 A cold launcher (``api.spawn_launcher``) is a fresh interpreter that imports the launcher and
-its steps before it does anything: a hundred milliseconds and more. A process that has those
-imports done already, and may fork, can instead fork the launcher and call ``launch.become`` in
-the child: a few milliseconds. Only a single-threaded process of the lab's own may do so
-(DESIGN.md rule 1), and a container's monitor is one: it passes ``spawn`` here to
+its steps before it does anything: well over a hundred milliseconds on a slow machine
+(benchmarks/README.md). A process that has those imports done already, and may fork, can
+instead fork the launcher and call ``launch.become`` in the child: a few milliseconds. Only a
+single-threaded process of the lab's own may do so (docs/safety.md rule 1), and a container's
+monitor is one: it passes ``spawn`` here to
 ``api.Container``. A notebook's kernel is not; it starts launchers cold, or through a warm
 helper that forks them on its behalf (``warm.py``).
 """
@@ -16,6 +17,7 @@ import select
 import subprocess
 
 from labkit.runtime import launch
+from labkit.runtime.forking import exit_with
 from labkit.runtime.handle import Handle, child_streams
 
 
@@ -34,7 +36,12 @@ class ForkedProcess(Handle):
         try:
             self.pid = os.fork()
             if self.pid == 0:
-                launch.exit_with(lambda: _launcher(spec_json, report_fd, theirs))
+                exit_with(lambda: _launcher(spec_json, report_fd, theirs))
+        except BaseException:
+            for fd in pipes:
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)

@@ -1,7 +1,7 @@
-"""The launcher: the fresh process that turns a spec into a running container.
+"""The launcher: the process that turns a spec into a running container.
 
 The caller starts it with subprocess (``api.py``), so that unshare, mount and fork happen in a
-new single-threaded process and never in the caller (DESIGN.md rule 1); or a single-threaded
+new single-threaded process and never in the caller (docs/safety.md rule 1); or a single-threaded
 process of the lab's own, the warm helper (``warm.py``) or a container's monitor
 (``forked.py``), forks it and calls ``become`` here, with the imports already done. The launcher
 gets a report pipe and a spec, and then:
@@ -34,9 +34,11 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 
 from labkit.errors import LabError
+from labkit.runtime.forking import close_all_but, exit_with
 from labkit.runtime.init import block_signals, reset_dispositions, restore_signals, supervise
 from labkit.runtime.report import Reporter
 from labkit.runtime.spec import LAB_ERROR, NOT_EXECUTABLE, NOT_FOUND, Spec
@@ -69,8 +71,9 @@ def main(argv: list[str]) -> int:
         exit_with(lambda: _container(spec, report, signal_mask, start))
     os.close(start)
     report.send(init_pid=child)
+    began = time.monotonic()
     _report_start(waiting, report, spec.timeout)
-    status = supervise(child, spec.timeout)
+    status = supervise(child, _left(spec.timeout, began))
     if status is None:
         os.kill(child, signal.SIGKILL)
         report.fail(f"the command ran longer than its timeout of {spec.timeout:g} s; "
@@ -89,6 +92,11 @@ def _report_start(waiting: int, report: Reporter, timeout: float | None) -> None
         report.send(started=True)
 
 
+def _left(timeout: float | None, began: float) -> float | None:
+    """What is left of ``timeout`` seconds since ``began``: one deadline for the whole start."""
+    return None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+
+
 def become(report_fd: int, standard: Sequence[int], spec_json: str) -> int:
     """``main``, in a process forked to be a launcher (by the warm helper, or by a container's
     monitor): take ``standard`` as stdin, stdout and stderr, and keep no other descriptor of the
@@ -97,13 +105,6 @@ def become(report_fd: int, standard: Sequence[int], spec_json: str) -> int:
         os.dup2(fd, number)
     close_all_but(report_fd)
     return main([str(report_fd), spec_json])
-
-
-def close_all_but(keep: int) -> None:
-    """Close every descriptor above 2 but ``keep``: what a forked process must not hold, such
-    as another container's pipes or a lock of the process it was forked from."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 def _container(spec: Spec, report: Reporter, signal_mask: set[signal.Signals],
@@ -176,17 +177,3 @@ def _namespace_ids() -> dict[str, int]:
     """The inode of each namespace this process is in; its links read like ``uts:[4026531838]``."""
     return {name: int(os.readlink(f"/proc/self/ns/{name}").split("[")[1].rstrip("]"))
             for name in sorted(os.listdir("/proc/self/ns"))}
-
-
-def exit_with(body: Callable[[], int]) -> None:
-    """Run ``body`` in a forked child and exit with its code, whatever happens.
-
-    A forked child must never return into its parent's code: an exception that escaped would
-    go on to run the parent's loop a second time.
-    """
-    try:
-        code = body()
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
-        code = LAB_ERROR
-    os._exit(code)

@@ -9,9 +9,9 @@ them into one dict:
 - ``init_pid``: the host pid of the container's first process (from the launcher);
 - ``namespaces``: ``{"uts": inode, ...}``, the namespaces the command will run in (from init,
   once the steps are applied);
-- ``started``: true once the command has been exec'd (from the launcher, see ``launch.py``):
-  until then a container has not started, as ``docker run`` says of a command it cannot
-  find. A start that failed reports its ``error`` first;
+- ``started``: true once the start is over (from the launcher, see ``launch.py``): the
+  command has been exec'd, unless an ``error`` came first. Until then a container has not
+  started, as ``docker run`` says of a command it cannot find;
 - ``error``: the one-line reason the lab failed, from whichever process saw it.
 
 The pipe is close-on-exec: a command that runs never holds it, and once the launcher exits the

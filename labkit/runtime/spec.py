@@ -1,6 +1,6 @@
 """A container spec: what to run and which isolation steps to apply, as plain data.
 
-The caller (the Jupyter kernel, pytest, the CLI) must never create namespaces itself (DESIGN.md
+The caller (the Jupyter kernel, pytest, the CLI) must never create namespaces itself (docs/safety.md
 rule 1). So it does not build a container; it *describes* one, and hands the description as JSON
 to a fresh launcher process (``launch.py``) that builds it. Everything here is therefore data:
 a spec is a command, a list of steps, an environment and a timeout, and it survives the trip

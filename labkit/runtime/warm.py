@@ -1,18 +1,19 @@
 """A warm launcher: containers started from a notebook without starting Python each time.
 
 ``api.run`` starts every container with a fresh interpreter: Python's start-up and the imports
-of the launcher and its steps come first, tens of milliseconds, where the kernel's own work is
-2-4 ms. A ``Launcher`` pays that once. It starts one helper process with subprocess (never by
-forking the caller: a Jupyter kernel is multithreaded, DESIGN.md rule 1). The helper imports the
-launcher and every step, and waits. For each container it forks, and the child calls
-``launch.main``, the very function a cold launcher runs, with nothing left to import. It even
+of the launcher and its steps come first, well over a hundred milliseconds on a slow machine
+(benchmarks/README.md), where the kernel's own work is 2-4 ms. A ``Launcher`` pays that once.
+It starts one helper process with subprocess (never by forking the caller: a Jupyter kernel is
+multithreaded, docs/safety.md rule 1). The helper imports the launcher and every step, and
+waits. For each container it forks, and the child calls ``launch.become``, which runs the very
+``main`` a cold launcher runs, with nothing left to import. It even
 forks one launcher ahead: a *spare* waits for the next request, so that the fork itself is paid
 while nobody waits (``_Spare``)::
 
     caller --spec + descriptors--> helper (single-threaded, imports done)
                                      | fork, once per container, one ahead
                                      v
-                                   spare --request--> launcher (launch.main) -> init -> command
+                                   spare --request--> launcher (launch.become) -> init -> command
 
     with warm.Launcher() as launcher:
         launcher.run(["hostname"], [Hostname("box")]).stdout    # 'box\\n', as api.run says
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 from labkit.boot import python_argv
 from labkit.errors import LabError
 from labkit.runtime import api, launch
+from labkit.runtime.forking import close_all_but, exit_with
 from labkit.runtime.handle import Handle, child_streams
 from labkit.runtime.spec import LAB_ERROR, Step
 from labkit.syscalls import PR_SET_PDEATHSIG, prctl
@@ -286,7 +288,7 @@ class _Spare:
         helper = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
-            launch.exit_with(lambda: _await_request(helper, theirs))
+            exit_with(lambda: _await_request(helper, theirs))
         theirs.close()
 
     def take(self, request: bytes, fds: list[int]) -> _Child | None:
@@ -325,7 +327,7 @@ def _await_request(helper: int, requests: socket.socket) -> int:
     if os.getppid() != helper:  # the helper died before prctl() took effect
         return LAB_ERROR
     os.setsid()  # a session of its own, as subprocess gives a cold launcher
-    launch.close_all_but(requests.fileno())
+    close_all_but(requests.fileno())
     request, fds, _, _ = socket.recv_fds(requests, MAX_SPEC + 1, _DESCRIPTORS)
     requests.close()
     if not request:

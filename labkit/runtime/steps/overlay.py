@@ -14,7 +14,7 @@ plain files, whiteouts and opaque directories that mean the same on top of any c
 lowers, and that ``commit`` can turn into a new layer.
 
 Mounting changes the calling process's mount namespace, so it happens only in a fresh,
-single-threaded process whose mount namespace is its own and private (DESIGN.md rule 1):
+single-threaded process whose mount namespace is its own and private (docs/safety.md rule 1):
 
 - ``Overlay(...)`` as a step of a container spec: the launcher's child mounts it, and the mount
   lasts as long as the container's mount namespace;
