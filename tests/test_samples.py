@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -178,10 +179,19 @@ def test_session_ps_aux_in_mount_proc_sample_shows_only_the_container():
 
 
 def test_a_tagged_process_is_found_while_it_lives(tag):
-    """The proof below is only as good as _tagged: it must see a process that is alive."""
-    with subprocess.Popen(["sleep", "1000"]) as sleeper:
-        assert _tagged(tag) == [sleeper.pid]
+    """The proof below is only as good as _tagged: it must see a process that is alive.
+
+    Popen returns once the exec has closed its close-on-exec pipe, which the kernel does before
+    it has set up the new program's environment: for a moment /proc/PID/environ is empty."""
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        deadline = time.monotonic() + 10
+        while (found := _tagged(tag)) != [sleeper.pid] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert found == [sleeper.pid]
+    finally:
         sleeper.kill()
+        sleeper.wait()
 
 
 JOBS = "sleep 1000 & setsid sleep 1000 & (sleep 1000 &); echo started"
