@@ -127,7 +127,7 @@ def write(out: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.commit_cost",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="commits of each kind (5)")
+    parser.add_argument("--repeats", type=int, default=15, help="commits of each kind (15)")
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="where results go")
     args = parser.parse_args(argv)
     private.enter("benchmarks.commit_cost", sys.argv[1:] if argv is None else argv)
