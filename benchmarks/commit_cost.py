@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import common, private
-from labkit import containers, store
+from labkit.engine import containers, store
 
 COMMIT = "labkit commit (a fresh interpreter)"
 API = "containers.commit() (in this process)"

@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import common, oci, private, svg
-from labkit import store
-from labkit.runtime import api, warm
+from labkit.engine import store
+from labkit.engine.builds import static_init
+from labkit.runtime import api
 from labkit.runtime.container import steps_for
+from labkit.runtime.spawn import warm
 
 REPO = Path(__file__).resolve().parent.parent
 C_SAMPLE = REPO / "c_samples" / "bench" / "container.c"
@@ -130,7 +132,7 @@ class Lab:
         (directory / "upper").mkdir(parents=True)
         (directory / "work").mkdir()
         return steps_for([self.rootfs], directory / "upper", directory / "work",
-                         hostname="container")
+                         hostname="container", init=static_init())
 
     def tidy(self) -> None:
         shutil.rmtree(self._containers, ignore_errors=True)

@@ -4,7 +4,7 @@
  * systemd host), that mount propagates back to the parent's namespace and
  * hides the host's /proc behind this container's one, which dies with it.
  *
- * Run it ONLY inside the lab's sandbox (labkit.sandbox.shared_root), never
+ * Run it ONLY inside the lab's sandbox (labkit.lessons.sandbox.shared_root), never
  * on a real host.
  *
  * usage: 04_mount_proc_naive [command [args...]]    (default: /bin/bash)

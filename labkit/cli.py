@@ -1,54 +1,69 @@
 """``labkit ...``: the lab's command line.
 
-Each verb names the function that carries it out as ``"module:function"``, imported only when
-that verb runs, so ``labkit run`` never pays for what ``labkit doctor`` needs (rich, psutil).
-A handler takes the parsed arguments and returns the exit code; a ``LabError`` it raises becomes
-one line on stderr and its exit code.
+Each verb is carried out by the function of its name in ``labkit.commands``, imported only once
+the arguments are parsed, and each of those imports only the wing it needs, so ``labkit run``
+never pays for what ``labkit doctor`` needs (rich, psutil). A handler takes the parsed arguments
+and returns the exit code; a ``LabError`` it raises becomes one line on stderr and an exit code,
+as docker's would be. So does a usage error: one line, exit 125.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 
-from labkit.errors import NEEDS_ROOT, LabError
+from labkit.errors import LAB_ERROR, NEEDS_ROOT, LabError
+
+# The verbs whose exit code is a container's command's: the lab's own failure is 125 there, so
+# that a script can tell it from the command's. Every other verb exits 1 for it, as docker's do.
+RUNS_A_COMMAND = frozenset({"run", "exec"})
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labkit", description="Namespace Lab's toolkit.")
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 125, as docker reports it."""
+
+    def error(self, message: str):
+        verb = self.prog.removeprefix("labkit").strip()
+        self.exit(LAB_ERROR, f"labkit: {verb + ': ' if verb else ''}{message} "
+                             f"(see '{self.prog} --help')\n")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; what no verb knows is a usage error of that verb, named as such."""
+    parser = _Parser(prog="labkit", description="Namespace Lab's toolkit.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _lab_verbs(verbs)
+    _container_verbs(verbs)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        verbs.choices[args.verb].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
+
+def _lab_verbs(verbs) -> None:
+    """The lab's own verbs: the machine, the samples, the base image, a reset."""
     doctor = verbs.add_parser("doctor", help="check that this machine can run the lab")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
-    doctor.set_defaults(handler="labkit.doctor:command")
 
-    images = verbs.add_parser("images", help="list the images in the store")
-    images.set_defaults(handler="labkit.store:images_command")
+    verbs.add_parser("images", help="list the images in the store")
 
     image = verbs.add_parser("image", help="manage images")
     image_verbs = image.add_subparsers(dest="image_verb", required=True, metavar="VERB")
-    build = image_verbs.add_parser("build-base", help="build the busybox base image offline")
-    build.set_defaults(handler="labkit.baseimage:build_command")
+    image_verbs.add_parser("build-base", help="build the busybox base image offline")
 
     samples = verbs.add_parser("samples", help="the lessons' C samples: list, build, run")
     samples.add_argument("action", nargs="?", choices=("list", "build", "run"), default="list")
     samples.add_argument("name", nargs="?", help="a sample, such as 02_uts")
     samples.add_argument("command", nargs=argparse.REMAINDER, help="what the sample runs")
-    samples.set_defaults(handler="labkit.samples:command")
 
-    reset = verbs.add_parser("reset", help="stop every container, unmount, empty the store and "
-                                           "rebuild the base image: a broken lab as new")
-    reset.set_defaults(handler="labkit.reset:command")
-
-    _container_verbs(verbs)
-    return parser
+    verbs.add_parser("reset", help="stop every container, unmount, empty the store and "
+                                   "rebuild the base image: a broken lab as new")
 
 
 def _container_verbs(verbs) -> None:
-    """docker's container verbs and flags, carried out by ``labkit.commands``."""
+    """docker's container and image verbs, with docker's flags."""
     # `run -h` is the hostname, as in docker, so its help is --help only.
     run = verbs.add_parser("run", help="run a command in a new container", add_help=False)
     run.add_argument("--help", action="help", help="show this help and exit")
@@ -65,24 +80,20 @@ def _container_verbs(verbs) -> None:
     run.add_argument("-h", "--hostname", help="the container's hostname (default: its id)")
     run.add_argument("image", help="an image, such as busybox")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command (default: CMD)")
-    run.set_defaults(handler="labkit.commands:run")
 
     execute = verbs.add_parser("exec", help="run a command in a running container")
     execute.add_argument("-i", "--interactive", action="store_true", help="pass on stdin")
     execute.add_argument("-t", "--tty", action="store_true", help="give it a terminal")
     execute.add_argument("container")
     execute.add_argument("command", nargs=argparse.REMAINDER)
-    execute.set_defaults(handler="labkit.commands:exec")
 
     ps = verbs.add_parser("ps", help="list the running containers")
     ps.add_argument("-a", "--all", action="store_true", help="list every container")
-    ps.set_defaults(handler="labkit.commands:ps")
 
     stop = verbs.add_parser("stop", help="stop containers: SIGTERM, then SIGKILL")
     stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
                       help="how long to wait before SIGKILL (default: 10)")
     stop.add_argument("containers", nargs="+", metavar="CONTAINER")
-    stop.set_defaults(handler="labkit.commands:stop")
 
     for verb, summary in (("start", "start stopped containers again"),
                           ("rm", "remove containers"), ("inspect", "show containers as JSON")):
@@ -90,40 +101,37 @@ def _container_verbs(verbs) -> None:
         if verb == "rm":
             parser.add_argument("-f", "--force", action="store_true", help="kill it if running")
         parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-        parser.set_defaults(handler=f"labkit.commands:{verb}")
 
     logs = verbs.add_parser("logs", help="show what a container printed")
     logs.add_argument("-f", "--follow", action="store_true", help="then follow it")
     logs.add_argument("container")
-    logs.set_defaults(handler="labkit.commands:logs")
 
     attach = verbs.add_parser("attach", help="attach this terminal to a running container")
     attach.add_argument("container")
-    attach.set_defaults(handler="labkit.commands:attach")
 
     commit = verbs.add_parser("commit", help="make a new image from a container's changes")
     commit.add_argument("container")
     commit.add_argument("image", help="the new image's name, such as lab/web:v2")
-    commit.set_defaults(handler="labkit.commit:command")
 
     rmi = verbs.add_parser("rmi", help="remove an image, and the layers no one else uses")
     rmi.add_argument("image")
-    rmi.set_defaults(handler="labkit.rmi:command")
 
-    gc = verbs.add_parser("gc", help="make the store agree with what runs, after a crash")
-    gc.set_defaults(handler="labkit.gc:command")
+    verbs.add_parser("gc", help="make the store agree with what runs, after a crash")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, check for root, dispatch; turn a LabError into one line and its exit code."""
-    args = _parser().parse_args(argv)
+    """Parse, check for root, dispatch to ``commands.VERB``; a LabError becomes one line."""
+    args = _parse(argv)
     try:
         if os.geteuid() != 0:
-            raise LabError(NEEDS_ROOT)
-        module, function = args.handler.split(":")
-        return getattr(importlib.import_module(module), function)(args)
+            raise LabError(NEEDS_ROOT, exit_code=1)
+        from labkit import commands
+
+        return getattr(commands, args.verb)(args)
     except LabError as error:
         print(f"labkit: {error}", file=sys.stderr)
+        if error.exit_code == LAB_ERROR and args.verb not in RUNS_A_COMMAND:
+            return 1
         return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -1,11 +1,12 @@
-"""The container verbs of ``labkit``: docker's flags in, docker's output and exit codes out.
+"""What each verb of ``labkit`` does: docker's flags in, docker's output and exit codes out.
 
-Each handler takes the parsed arguments (``cli.py``), calls ``labkit.containers``, and prints
-what docker would. Exit codes are docker's: ``run`` and ``exec`` exit 125 when the lab fails
-(a bad name, an unknown image, a container that is not running), 126 or 127 when the command
-cannot be executed or found, and otherwise with the command's own code; the other verbs exit 1
-on error. A verb given several containers (``stop a b``) does what it can and reports each
-failure on a line of its own.
+Every handler takes the parsed arguments (``cli.py``), imports the one wing it needs, calls it,
+and prints what docker would: the wings return facts, and only this module and ``show`` decide
+how they look. Exit codes are docker's: ``run`` and ``exec`` exit 125 when the lab fails (a bad
+name, an unknown image, a container that is not running), 126 or 127 when the command cannot be
+executed or found, and otherwise with the command's own code; the other verbs exit 1 on error.
+A verb given several containers (``stop a b``) does what it can and reports each failure on a
+line of its own.
 
 A container belongs to its monitor, not to the command that started it: ``labkit run`` in the
 foreground is only its first client. Ctrl-C on it is passed to the container as SIGINT. If it
@@ -16,41 +17,139 @@ stop`` ends it.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
 
-from labkit import containers
-from labkit.console import MonitorPeer, TerminalPeer, relay, wait_passing_signals
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR
-from labkit.runtime.steps.console import receive_master
+
+# ---------------------------------------------------------------------------------------------
+# The machine and the lab
 
 
-@contextmanager
-def _lab_errors_as_125() -> Iterator[None]:
-    """``run`` and ``exec`` report the lab's own failures with 125, as docker does."""
-    try:
-        yield
-    except LabError as error:
-        if error.exit_code == 1:
-            raise LabError(str(error), exit_code=LAB_ERROR) from None
-        raise
+def doctor(args) -> int:
+    """``labkit doctor [--json]``: exit 0 when the lab can run here, 1 otherwise."""
+    import json
+    from dataclasses import asdict
+
+    from labkit import doctor, show
+
+    checks = doctor.run_checks()
+    ok = all(c.ok for c in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        show.echo(doctor.table(checks))
+        for line in doctor.problems(checks):
+            print(line)  # below the table, not in it, so a long remedy stays on one line
+    return 0 if ok else 1
+
+
+def samples(args) -> int:
+    """``labkit samples [list | build NAME | run NAME CMD...]``: the samples from a terminal.
+
+    ``build`` prints the binary's path, to run it by hand with a terminal of your own; ``run``
+    runs it with a command and a timeout, as a lesson does, and passes on its exit code.
+    """
+    from labkit.lessons import samples
+
+    if args.action == "list":
+        print("\n".join(samples.names()))
+        return 0
+    if args.name is None:
+        raise LabError(f"say which sample to {args.action}: one of {', '.join(samples.names())}")
+    if args.action == "build":
+        print(samples.build(args.name))
+        return 0
+    result = samples.run(args.name, args.command or None)
+    print(result.stdout, end="")
+    print(result.stderr, end="", file=sys.stderr)
+    return result.exit_code
+
+
+def reset(args) -> int:
+    """``labkit reset``: say what each step did, as it is done."""
+    from labkit.engine import reset
+
+    for line in reset.reset(progress=lambda step: print(f"  {step}", flush=True)):
+        print(line, flush=True)
+    return 0
+
+
+def gc(args) -> int:
+    """``labkit gc``: one line per thing it put right."""
+    from labkit.engine import reconcile
+
+    print("\n".join(reconcile.collect()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def images(args) -> int:
+    """``labkit images``: what the store holds, as docker lists it."""
+    from labkit import show
+    from labkit.engine import store
+
+    show.echo(show.images(store.reading()))
+    return 0
+
+
+def image(args) -> int:
+    """``labkit image build-base``: build busybox:latest, or say that it is up to date."""
+    from labkit import show
+    from labkit.engine import baseimage, store
+
+    with store.writing() as lab:
+        if lab.leftovers:
+            print(f"removed {lab.leftovers} leftover(s) of an interrupted labkit command")
+        with show.Progress("building busybox") as progress:
+            image, built = baseimage.build(lab, progress=progress)
+        size = store.human_size(lab.image_size(image))
+    summary = f"{store.short(image.digest)} ({size})"
+    print(f"built {image.reference} {summary}" if built
+          else f"{image.reference} is up to date, nothing to do: {summary}")
+    return 0
+
+
+def commit(args) -> int:
+    """``labkit commit CONTAINER IMAGE``: print the new image's digest, as docker does."""
+    from labkit.engine.commit import commit
+
+    print(commit(args.container, args.image).digest)
+    return 0
+
+
+def rmi(args) -> int:
+    """``labkit rmi IMAGE``: say what went, as docker does."""
+    from labkit.engine import store
+    from labkit.engine.rmi import rmi
+
+    removed = rmi(args.image)
+    print(f"Untagged: {':'.join(store.parse_reference(args.image))}")
+    for digest in removed:
+        print(f"Deleted: {digest}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers
 
 
 def run(args) -> int:
     """``labkit run [-d] [-i] [-t] [--rm] [--name N] [-e K=V] [-v H:C[:ro]] [-h H] IMAGE [CMD]``"""
-    with _lab_errors_as_125():
-        if args.interactive and args.tty and not os.isatty(0):
-            raise LabError("the input device is not a TTY: drop -t, or run from a terminal")
-        config, connection = containers.launch(
-            args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
-            volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
-            tty=args.tty, remove=args.rm, fork=True)
+    from contextlib import closing
+
+    from labkit.engine import containers
+    from labkit.engine.relay import MonitorPeer, relay
+
+    _refuse_tty_without_terminal(args)
+    config, connection = containers.launch(
+        args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
+        volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
+        tty=args.tty, remove=args.rm, fork=True)
     with closing(connection):
         if args.detach:
             print(config.id)
@@ -60,22 +159,37 @@ def run(args) -> int:
 
 def exec(args) -> int:
     """``labkit exec [-i] [-t] CONTAINER CMD...``"""
-    with _lab_errors_as_125():
-        if args.interactive and args.tty and not os.isatty(0):
-            raise LabError("the input device is not a TTY: drop -t, or run from a terminal")
-        container = containers.running(args.container)
-        if args.tty:
-            return _exec_on_terminal(container, args.command, args.interactive)
-        process = subprocess.Popen(containers.exec_argv(container, args.command),
-                                   stdin=None if args.interactive else subprocess.DEVNULL,
-                                   start_new_session=True)
+    import subprocess
+
+    from labkit.engine import containers
+    from labkit.engine.relay import wait_passing_signals
+
+    _refuse_tty_without_terminal(args)
+    container = containers.running(args.container)
+    if args.tty:
+        return _exec_on_terminal(container, args.command, args.interactive)
+    process = subprocess.Popen(containers.exec_argv(container, args.command),
+                               stdin=None if args.interactive else subprocess.DEVNULL,
+                               start_new_session=True)
     return wait_passing_signals(process)
 
 
-def _exec_on_terminal(container: containers.Container, command: list[str],
-                      interactive: bool) -> int:
+def _refuse_tty_without_terminal(args) -> None:
+    if args.interactive and args.tty and not os.isatty(0):
+        raise LabError("the input device is not a TTY: drop -t, or run from a terminal")
+
+
+def _exec_on_terminal(container, command: list[str], interactive: bool) -> int:
     """Start the helper with one end of a socket pair, on which it sends back the master of
     the pty it opens in the container; then relay between that master and this terminal."""
+    import socket
+    import subprocess
+    from contextlib import closing
+
+    from labkit.engine import containers
+    from labkit.engine.relay import TerminalPeer, relay, wait_passing_signals
+    from labkit.runtime.steps.console import receive_master
+
     ours, theirs = socket.socketpair()
     with closing(ours), closing(theirs):
         process = subprocess.Popen(containers.exec_argv(container, command, theirs.fileno()),
@@ -90,6 +204,11 @@ def _exec_on_terminal(container: containers.Container, command: list[str],
 
 def attach(args) -> int:
     """``labkit attach CONTAINER``: its output here, input there if it was run with -i."""
+    from contextlib import closing
+
+    from labkit.engine import containers
+    from labkit.engine.relay import MonitorPeer, relay
+
     container, connection = containers.attach(args.container)
     with closing(connection):
         return relay(MonitorPeer(connection), stdin=container.config.interactive,
@@ -98,29 +217,40 @@ def attach(args) -> int:
 
 def ps(args) -> int:
     """``labkit ps [-a]``"""
-    from labkit.show import echo
+    from labkit import show
+    from labkit.engine import containers
 
-    echo(containers.table(containers.ps(all=args.all)))
+    show.echo(show.containers(containers.ps(all=args.all)))
     return 0
 
 
 def start(args) -> int:
     """``labkit start CONTAINER...``"""
+    from labkit.engine import containers
+
     return _each(args.containers, containers.start)
 
 
 def stop(args) -> int:
     """``labkit stop [-t SECONDS] CONTAINER...``"""
+    from labkit.engine import containers
+
     return _each(args.containers, lambda name: containers.stop(name, args.time))
 
 
 def rm(args) -> int:
     """``labkit rm [-f] CONTAINER...``"""
+    from labkit.engine import containers
+
     return _each(args.containers, lambda name: containers.rm(name, args.force))
 
 
 def inspect(args) -> int:
     """``labkit inspect CONTAINER...``: a JSON array, as docker prints it."""
+    import json
+
+    from labkit.engine import containers
+
     found = []
     code = _each(args.containers, lambda name: found.append(containers.inspect(name).to_json()),
                  echo=False)
@@ -131,6 +261,8 @@ def inspect(args) -> int:
 
 def logs(args) -> int:
     """``labkit logs [-f] CONTAINER``: stdout here to stdout, stderr to stderr."""
+    from labkit.engine import containers
+
     for entry in containers.log_entries(args.container, follow=args.follow):
         stream = sys.stdout if entry.stream == "stdout" else sys.stderr
         stream.write(entry.text)

@@ -19,7 +19,6 @@ be a multithreaded Jupyter kernel (docs/safety.md rule 1).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -27,11 +26,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import inspect, show, store
+from labkit import show
+from labkit.engine import store
 from labkit.errors import NEEDS_ROOT
+from labkit.kernel import procfs
 
 PROC_STATUS = Path("/proc/self/status")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -142,7 +143,7 @@ def try_namespaces(*kinds: str) -> None:
     Each attempt forks first, because a namespace, once entered, changes what the next attempt
     may do (a new user namespace grants every capability inside it).
     """
-    from labkit import syscalls
+    from labkit.kernel import syscalls
 
     for kind in kinds:
         pid = os.fork()
@@ -192,7 +193,7 @@ def try_overlay(home: str) -> None:
     lower dir's file shows through), or one line saying what failed. The mount lives in a new
     mount namespace made private first, so it can never reach the host, and vanishes with it.
     """
-    from labkit import syscalls
+    from labkit.kernel import syscalls
 
     try:
         syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -246,12 +247,12 @@ def _run_in_child(function: str, *args: str) -> list[str]:
 # --- how the machine is set up ----------------------------------------------------------------
 
 
-def _mounts(mountinfo: Path) -> tuple[inspect.Mount, ...]:
+def _mounts(mountinfo: Path) -> tuple[procfs.Mount, ...]:
     """The mount table in ``mountinfo``, in the kernel's order: later mounts sit on top."""
-    return inspect.parse_mountinfo(mountinfo.read_bytes())
+    return procfs.parse_mountinfo(mountinfo.read_bytes())
 
 
-def _mount_of(path: Path, mounts: tuple[inspect.Mount, ...]) -> inspect.Mount:
+def _mount_of(path: Path, mounts: tuple[procfs.Mount, ...]) -> procfs.Mount:
     """The mount a path lives on: the longest mount point above it, the topmost if stacked."""
     text = str(path.resolve())
     above = [m for m in mounts
@@ -413,16 +414,3 @@ def table(checks: list[Check]) -> show.Table:
     ok = all(c.ok for c in checks)
     note = "The lab can run on this machine." if ok else "The lab cannot run until this is fixed:"
     return show.Table("labkit doctor", ["check", "found", "status"], rows, note)
-
-
-def command(args) -> int:
-    """``labkit doctor [--json]``: exit 0 when the lab can run here, 1 otherwise."""
-    checks = run_checks()
-    ok = all(c.ok for c in checks)
-    if args.json:
-        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
-    else:
-        show.echo(table(checks))
-        for line in problems(checks):
-            print(line)  # below the table, not in it, so a long remedy stays on one line
-    return 0 if ok else 1

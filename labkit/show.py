@@ -8,8 +8,10 @@ are ``Mermaid`` sources, which JupyterLab 4 draws from a Markdown output.
 A cell is a string, or a ``Mark``: a verdict shown green when good and red when bad, so "same
 namespace" and "check passed" read at a glance.
 
-The second half turns ``labkit.inspect``'s facts into views: namespaces side by side, process
-trees, mount tables and their diffs, and pictures of the first two.
+The second part turns the kernel's facts (``labkit.kernel.procfs``) into views: namespaces side by
+side, process trees, mount tables and their diffs, and pictures of the first two; the third, the
+engine's: layer stacks and diffs, images and containers as docker lists them. The engine and the
+runtime render nothing themselves: they hand facts up, and the lessons and commands show them.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labkit.inspect import Mount, MountDiff, NamespacePair, ProcessNode
+    from labkit.engine.containers import Container
+    from labkit.engine.layers import LayerDiff
+    from labkit.engine.store import Store
+    from labkit.kernel.procfs import Mount, MountDiff, NamespacePair, ProcessNode
 
 
 def plain() -> bool:
@@ -226,7 +232,7 @@ def echo(view) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Views of labkit.inspect's facts
+# Views of labkit.kernel.procfs's facts
 
 
 def _verdict(same: bool) -> Mark:
@@ -356,3 +362,121 @@ def namespace_picture(pairs: Sequence[NamespacePair],
                 lines += [f'  {node}(["{pair.name} {inode}"])', f"  class {node} different",
                           f"  {side} --- {node}"]
     return Mermaid("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Views of the engine's facts: layers, images, containers
+
+
+def layer_diff(diff: LayerDiff) -> Table:
+    """What an upper layer does to its lowers, one row a path (``layers.diff``)."""
+    rows = [[change, path] for change in ("added", "changed", "deleted", "opaque")
+            for path in getattr(diff, change)]
+    return Table("Layer diff", ["change", "path"], rows,
+                 note="deleted = a whiteout (char device 0/0); "
+                      "opaque = trusted.overlay.opaque=y, the lowers hidden inside")
+
+
+def layer_stack(layer_dirs: Sequence[str | Path], names: Sequence[str] | None = None) -> Table:
+    """The stack as a picture: each path, what every layer (top first) has there, who wins.
+
+    A row for every path any layer holds, so what is hidden shows too; the cell of the layer
+    the merged view takes it from is marked, and the last column names that layer.
+    """
+    from labkit.engine import layers
+
+    names = list(names or [Path(layer).name for layer in layer_dirs])
+    stack = [layers.entries(layer) for layer in layer_dirs]
+    rows = []
+    for path in sorted({path for layer in stack for path in layer}):
+        winner = layers.origin(path, stack)
+        cells = [Mark(layer[path], True) if index == winner else layer.get(path, "")
+                 for index, layer in enumerate(stack)]
+        rows.append([path, *cells, "(hidden)" if winner is None else names[winner]])
+    return Table("Layer stack, top first", ["path", *names, "merged view"], rows,
+                 note="a whiteout deletes a path of the layers below it; an opaque dir hides "
+                      "everything they have inside it")
+
+
+def images(lab: Store) -> Table:
+    """The store's images, as ``docker images`` lists them."""
+    from labkit.engine.store import human_size, short
+
+    rows = [[image.repository, image.tag, short(image.digest), str(len(image.layers)),
+             human_size(lab.image_size(image)), image.created] for image in lab.images()]
+    note = "" if rows else "No images yet: labkit image build-base"
+    return Table("", ["REPOSITORY", "TAG", "DIGEST", "LAYERS", "SIZE", "CREATED"], rows, note)
+
+
+def containers(found: Sequence[Container]) -> Table:
+    """The containers as ``docker ps`` shows them."""
+    rows = [[c.short_id, c.config.image, _command_cell(c.config.command), _ago(c.config.created),
+             _status_cell(c), c.name] for c in found]
+    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+
+
+def _command_cell(command: list[str]) -> str:
+    text = " ".join(command)
+    return f'"{text if len(text) <= 20 else text[:19] + "…"}"'
+
+
+def _status_cell(container: Container) -> str:
+    from labkit.engine.store import EXITED, RUNNING
+
+    state = container.state
+    if container.status == RUNNING:
+        return f"Up {_duration(state.started_at)}"
+    if container.status == EXITED:
+        return f"Exited ({state.exit_code}) {_ago(state.finished_at)}"
+    return container.status.capitalize()
+
+
+def _ago(when: str) -> str:
+    return f"{_duration(when)} ago"
+
+
+def _duration(since: str) -> str:
+    """How long ago ``since`` was, in docker's words: 5 seconds, About a minute, 3 hours."""
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+    minutes, hours = int(seconds // 60), int(seconds / 3600 + 0.5)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{int(seconds)} second{'' if int(seconds) == 1 else 's'}"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
+
+
+class Progress:
+    """Each step of a build as it starts: a rich spinner for people, plain lines for logs and
+    tests. Use it in a ``with`` block, and call it with each step's text."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._status = None
+
+    def __enter__(self) -> Progress:
+        if not plain() and os.isatty(1):
+            from rich.console import Console
+
+            self._status = Console().status(self._what)
+            self._status.start()
+        return self
+
+    def __call__(self, text: str) -> None:
+        if self._status is None:
+            print(f"  {text}", flush=True)
+        else:
+            self._status.update(f"{self._what}: {text}")
+            self._status.console.print(f"  {text}", highlight=False)
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.stop()

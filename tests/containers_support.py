@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from labkit import containers, store
+from labkit.engine import containers, store
 from labkit.errors import LabError
 from tests.conftest import LABKIT
 

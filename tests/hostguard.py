@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from labkit.kernel import process
+
 CGROUP_PATTERNS = ("/sys/fs/cgroup/labkit*", "/sys/fs/cgroup/*/labkit*")
 
 
@@ -63,9 +65,8 @@ def _children(pid: int) -> list[int]:
 def _describe(pid: int) -> str | None:
     """``cmdline (mnt:[ns])`` of a live process, or None for a zombie or one already gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
+        if process.state(pid) in (None, "Z"):
+            return None
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         if not command:  # between fork and exec, or a kernel-made process: the name will do
@@ -139,15 +140,14 @@ def reap_orphans() -> None:
     """Reap zombies re-parented to this subreaper; nobody else will ever wait for them."""
     for pid in _children(os.getpid()):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    os.waitpid(pid, os.WNOHANG)
-        except (FileNotFoundError, ChildProcessError):
+            if process.state(pid) == "Z":
+                os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
             continue
 
 
 def become_subreaper() -> None:
     """Make orphans of this process's descendants re-parent here, where the guard sees them."""
-    from labkit import syscalls
+    from labkit.kernel import syscalls
 
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from containers_support import assert_one_line, labkit, store_files
 
-from labkit import containers, store
+from labkit.engine import containers, store
 
 
 @contextmanager

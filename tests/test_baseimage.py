@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_store import LABKIT, run_labkit
 
-from labkit import baseimage, store
-from labkit.digest import tree_digest
+from labkit.engine import baseimage, store
+from labkit.engine.digest import tree_digest
 from labkit.errors import LabError
 
 

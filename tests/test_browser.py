@@ -232,7 +232,8 @@ def assert_nothing_left(workdir: Path, port: int) -> None:
 
 
 @pytest.mark.parametrize(("notebook", "lesson"), [("01_plain_clone.ipynb", "plain_clone"),
-                                                  ("04_mount_namespace_and_proc.ipynb", "mounts")])
+                                                  ("04_mount_namespace_and_proc.ipynb",
+                                                   "mount_namespace_and_proc")])
 def test_a_lesson_run_in_the_browser_shows_every_check_ticked(tmp_path, notebook, lesson):
     path = REPO / "notebooks" / notebook
     committed = path.read_bytes()

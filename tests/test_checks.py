@@ -2,7 +2,7 @@
 
 import pytest
 
-from labkit.checks import ClaimFailed, Exercise, expect
+from labkit.lessons.checks import ClaimFailed, Exercise, expect
 
 
 def test_a_true_claim_is_ticked(capsys):

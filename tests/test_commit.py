@@ -13,8 +13,9 @@ import pytest
 from containers_support import labkit, removing_new_containers
 from images_support import assert_refused_and_nothing_made, container_dir, removing_new_images
 
-from labkit import containers, inspect, layers, store
-from labkit.layers import DIR, FILE, OPAQUE_DIR, SYMLINK, WHITEOUT
+from labkit.engine import containers, layers, store
+from labkit.engine.layers import DIR, FILE, OPAQUE_DIR, SYMLINK, WHITEOUT
+from labkit.kernel import procfs
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def _remove_what_the_test_made(base_image):
         yield
 
 
-def run_ok(image: str, script: str, **options) -> containers.Result:
+def run_ok(image: str, script: str, **options) -> containers.Outcome:
     result = containers.run(image, ["sh", "-c", script], **options)
     assert result.exit_code == 0, result.stderr
     return result
@@ -109,7 +110,7 @@ def test_the_new_image_stands_on_the_very_same_layer_directories():
     child = containers.commit("child", "lab/child:v1")
 
     box = containers.run("lab/child:v1", ["sleep", "1000"], detach=True)
-    root = next(mount for mount in inspect.mounts(box.state.init_pid) if mount.mount_point == "/")
+    root = next(mount for mount in procfs.mounts(box.state.init_pid) if mount.mount_point == "/")
     lowers = [lab.layer_tree(digest) for digest in reversed(child.layers)]
     assert f"lowerdir={':'.join(map(str, lowers))}" in root.super_options
     assert lowers[1:] == [lab.layer_tree(digest) for digest in reversed(parent.layers)]

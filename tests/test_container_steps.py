@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from labkit import layers, store
+from labkit.engine import layers, store
+from labkit.engine.builds import static_init
 from labkit.errors import LabError
+from labkit.kernel import process
 from labkit.runtime.api import Result, launcher_command, run, start
-from labkit.runtime.container import init_binary, steps_for
+from labkit.runtime.container import steps_for
 from labkit.runtime.spec import Spec
 from labkit.runtime.steps.devices import LINKS, NODES, Devices
 from labkit.runtime.steps.hardening import KEPT, Hardening
@@ -44,7 +46,8 @@ class Box:
     work: Path
 
     def steps(self, **options) -> list:
-        return steps_for(self.layers, self.upper, self.work, CONTAINER_ID, **options)
+        return steps_for(self.layers, self.upper, self.work, CONTAINER_ID, init=static_init(),
+                         **options)
 
     def run(self, *command: str, steps: list | None = None, **options) -> Result:
         return run(list(command), self.steps(**options) if steps is None else steps, env=ENV,
@@ -304,7 +307,7 @@ def test_pid_1_is_the_read_only_static_init_not_the_host_s_python(box):
     assert result.exit_code == 0, result.stderr
     exe, digest, options, write = result.stdout.splitlines()
     assert exe == "/dev/init"
-    assert digest.split()[0] == hashlib.md5(init_binary().read_bytes()).hexdigest()
+    assert digest.split()[0] == hashlib.md5(static_init().read_bytes()).hexdigest()
     assert options.split(",")[0] == "ro"
     assert write == "unwritable"
 
@@ -402,8 +405,8 @@ def test_kill_9_of_the_launcher_takes_the_whole_container_down(box):
 
 def _alive(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+        return process.stat(pid).running
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 

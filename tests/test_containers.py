@@ -22,9 +22,9 @@ import psutil
 import pytest
 from containers_support import container_dirs, labkit, read_until, removing_new_containers
 
-from labkit import containers, names, store
+from labkit.engine import containers, names, store
 from labkit.errors import LabError
-from labkit.terminal import replay
+from labkit.lessons.terminal import replay
 from tests.conftest import LABKIT
 
 # Says it started, then runs until SIGTERM, on which it says so and exits 7.

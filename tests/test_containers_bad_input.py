@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from containers_support import assert_one_line, labkit, removing_new_containers, store_files
 
-from labkit import containers, names, store
+from labkit.engine import containers, names, store
 from labkit.errors import LabError
 
 
@@ -130,3 +130,28 @@ def test_a_prefix_two_ids_share_is_refused():
     first_digits = [container.id[0] for container in made]
     shared = next(digit for digit in first_digits if first_digits.count(digit) > 1)
     assert_refused_and_nothing_made(["rm", shared], 1, "starts the ids of")
+
+
+USAGE_ERRORS = {
+    "a flag that takes a value, given a flag": (["run", "--name", "-x", "busybox", "true"],
+                                                "labkit: run: argument --name: expected one"),
+    "no image": (["run"], "labkit: run: the following arguments are required: image"),
+    "a flag of a later lesson": (["run", "-p", "8080:80", "busybox", "true"],
+                                 "labkit: run: unrecognized arguments: -p"),
+    "an unknown verb": (["pull", "busybox"], "labkit: argument VERB: invalid choice: 'pull'"),
+    "no verb": ([], "labkit: the following arguments are required: VERB"),
+    "a bad number": (["stop", "-t", "soon", "web"], "labkit: stop: argument -t/--time: invalid"),
+    "a verb with no container": (["rm"], "labkit: rm: the following arguments are required"),
+}
+
+
+@pytest.mark.parametrize(("args", "says"), USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_a_usage_error_is_one_line_and_exit_125_as_docker_says_it(args, says):
+    assert_refused_and_nothing_made(args, 125, says, "--help")
+
+
+@pytest.mark.parametrize("verb", [[], ["run"], ["image", "build-base"]])
+def test_help_is_still_argparse_s_and_exits_0(verb):
+    done = labkit(*verb, "--help")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith(f"usage: {' '.join(['labkit', *verb])}")

@@ -20,7 +20,7 @@ import pytest
 
 from labkit import doctor
 from labkit.errors import NEEDS_ROOT
-from labkit.sandbox import shared_root
+from labkit.lessons.sandbox import shared_root
 from tests.conftest import LABKIT, REPO
 
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.checks import Exercise
+from labkit.lessons.checks import Exercise
 from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

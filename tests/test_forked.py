@@ -23,7 +23,8 @@ LESSON = [Hostname("forked"), PidNamespace(), PrivateProc()]
 
 _PRELUDE = """
 import dataclasses, fcntl, json, os, subprocess
-from labkit.runtime import api, forked
+from labkit.runtime import api
+from labkit.runtime.spawn import forked
 from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace

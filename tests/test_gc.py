@@ -18,8 +18,9 @@ import pytest
 from containers_support import labkit, read_until, removing_new_containers
 from images_support import container_dir, removing_new_images
 
-from labkit import containers, enter, names, store
-from labkit.gc import NOTHING
+from labkit.engine import containers, names, store
+from labkit.engine.reconcile import NOTHING
+from labkit.kernel import process
 from tests.conftest import LABKIT
 
 
@@ -34,10 +35,9 @@ def _reconciled_first_and_cleaned_after(base_image):
 def alive(pid: int, started: int) -> bool:
     """Whether the process ``pid`` that started at ``started`` still runs (a zombie does not)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z" and enter.start_time(pid) == started
-    except FileNotFoundError:
+        found = process.stat(pid)
+        return found.running and found.start_time == started
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 

@@ -1,4 +1,4 @@
-"""labkit.inspect against real namespaces, processes and mounts.
+"""labkit.kernel.procfs against real namespaces, processes and mounts.
 
 Each experiment runs under util-linux ``unshare --fork --kill-child``: the test process itself
 never changes a namespace. The command inside prints ``ready`` once its state is in place, and
@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from labkit.errors import LabError
-from labkit.inspect import (
+from labkit.kernel.procfs import (
     Mount,
     Namespace,
     Propagation,

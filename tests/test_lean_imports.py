@@ -3,7 +3,8 @@
 Python's start-up and imports are most of what a cold container costs (benchmarks/README.md).
 rich and psutil alone take tens of milliseconds; only the views and the lessons need them, so
 they must never load on the way to starting a container; nor tarfile, which only building and
-committing images need.
+committing images need. Every verb imports only its own wing (``labkit/commands.py``), so the
+probe is a real ``labkit run``, whose imports Python itself lists (``-X importtime``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import subprocess
 import sys
 
-from labkit import cli
-from tests.conftest import REPO
+from containers_support import removing_new_containers
+from images_support import removing_new_images
+
+from tests.conftest import LABKIT, REPO
 
 HEAVY = ("rich", "psutil", "tarfile")
 
@@ -30,12 +33,35 @@ def _heavy_after_importing(*modules: str, site: bool = True) -> list[str]:
     loaded = json.loads(subprocess.run(argv, capture_output=True, text=True,
                                        check=True).stdout)
     assert set(modules) <= set(loaded)
-    return sorted({name.split(".")[0] for name in loaded} & set(HEAVY))
+    return _heavy(loaded)
 
 
-def test_the_run_verb_imports_neither_rich_nor_psutil_nor_tarfile():
-    module = cli._parser().parse_args(["run", "busybox"]).handler.split(":")[0]
-    assert _heavy_after_importing("labkit.cli", module) == []
+def _heavy(modules) -> list[str]:
+    return sorted({name.split(".")[0] for name in modules} & set(HEAVY))
+
+
+def _imported_by(*argv: str) -> list[str]:
+    """Every module the ``labkit`` command imports to carry out ``argv``, as it really runs."""
+    done = subprocess.run([sys.executable, "-X", "importtime", LABKIT, *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line][1:]  # the first is the header
+
+
+def test_the_run_verb_imports_neither_rich_nor_psutil_nor_tarfile(base_image):
+    imported = _imported_by("run", "--rm", base_image, "true")
+    assert {"labkit.commands", "labkit.engine.containers", "labkit.runtime.launch"} <= set(
+        imported)
+    assert _heavy(imported) == []
+
+
+def test_the_probe_sees_what_a_heavy_verb_imports(base_image):
+    """``commit`` digests a layer, which needs tarfile: the probe must see it load."""
+    with removing_new_images(), removing_new_containers():
+        subprocess.run([LABKIT, "run", "--name", "lean-probe", base_image, "true"], check=True,
+                       capture_output=True, timeout=60)
+        assert _heavy(_imported_by("commit", "lean-probe", "lab/lean-probe:1")) == ["tarfile"]
 
 
 def test_a_cold_launcher_of_a_full_container_imports_only_the_standard_library_and_labkit():
@@ -47,4 +73,4 @@ def test_a_cold_launcher_of_a_full_container_imports_only_the_standard_library_a
 
 def test_the_probe_sees_a_heavy_import():
     assert _heavy_after_importing("labkit.cli", "rich.console") == ["rich"]
-    assert _heavy_after_importing("labkit.cli", "labkit.digest") == ["tarfile"]
+    assert _heavy_after_importing("labkit.cli", "labkit.engine.digest") == ["tarfile"]

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from labkit import samples, supervisor
-from labkit.checks import ClaimFailed
-from labkit.lessons import probe, uts
+from labkit.lessons import probe, samples, supervisor
+from labkit.lessons import uts_namespace as lesson
+from labkit.lessons.checks import ClaimFailed
 from labkit.runtime import api
 from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.pid import PidNamespace
@@ -36,28 +36,28 @@ def _host_names_around_a_rename(steps: str) -> tuple[str, str]:
 
 def test_the_sample_renames_only_its_own_namespace():
     before = socket.gethostname()
-    uts.expect_hostname_inside(samples.run("02_uts", ["hostname"]).stdout.splitlines()[2],
+    lesson.expect_hostname_inside(samples.run("02_uts", ["hostname"]).stdout.splitlines()[2],
                                "container")
-    uts.expect_host_keeps_its_name(before, socket.gethostname())
+    lesson.expect_host_keeps_its_name(before, socket.gethostname())
     run = samples.run("02_uts", probe.NS_PROBE)
-    uts.expect_only_uts_differs(probe.versus_host(probe.printed_ids(run.stdout)))
+    lesson.expect_only_uts_differs(probe.versus_host(probe.printed_ids(run.stdout)))
 
 
 def test_the_hostname_check_passes_with_the_step_and_fails_without_it():
-    uts.expect_hostname_inside(
+    lesson.expect_hostname_inside(
         api.run(["hostname"], steps=[Hostname("container")]).stdout.strip(), "container")
     with pytest.raises(ClaimFailed, match=socket.gethostname()):
-        uts.expect_hostname_inside(api.run(["hostname"], steps=[]).stdout.strip(), "container")
+        lesson.expect_hostname_inside(api.run(["hostname"], steps=[]).stdout.strip(), "container")
 
 
 def test_the_host_keeps_its_name_only_when_the_step_gives_the_command_a_namespace():
-    uts.expect_host_keeps_its_name(*_host_names_around_a_rename("with-step"))
+    lesson.expect_host_keeps_its_name(*_host_names_around_a_rename("with-step"))
     with pytest.raises(ClaimFailed, match="renamed-by-the-command"):
-        uts.expect_host_keeps_its_name(*_host_names_around_a_rename("without-step"))
+        lesson.expect_host_keeps_its_name(*_host_names_around_a_rename("without-step"))
 
 
 def test_exactly_the_uts_link_differs_with_the_step():
-    uts.expect_only_uts_differs(
+    lesson.expect_only_uts_differs(
         probe.versus_host(api.run(["true"], steps=[Hostname("container")]).namespaces))
 
 
@@ -66,37 +66,37 @@ def test_exactly_the_uts_link_differs_with_the_step():
 def test_the_only_uts_check_fails_when_other_links_are_new_or_none_is(steps):
     pairs = probe.versus_host(api.run(["true"], steps=steps).namespaces)
     with pytest.raises(ClaimFailed):
-        uts.expect_only_uts_differs(pairs)
+        lesson.expect_only_uts_differs(pairs)
 
 
 def test_without_cap_sys_admin_the_sample_is_refused_and_with_it_the_check_fails():
     binary = str(samples.build("02_uts"))
     refused = supervisor.run(["setpriv", "--bounding-set=-sys_admin", binary, "true"])
-    uts.expect_refused_without_cap_sys_admin(refused.exit_code, refused.stderr)
+    lesson.expect_refused_without_cap_sys_admin(refused.exit_code, refused.stderr)
     allowed = supervisor.run([binary, "true"])
     with pytest.raises(ClaimFailed):
-        uts.expect_refused_without_cap_sys_admin(allowed.exit_code, allowed.stderr)
+        lesson.expect_refused_without_cap_sys_admin(allowed.exit_code, allowed.stderr)
 
 
 def test_the_uname_fields_differ_in_the_node_name_alone():
-    inside = uts.printed_fields(samples.run("02_uts", uts.UNAME_PROBE).stdout)
-    host = uts.hosts_fields()
-    assert inside.keys() == host.keys() == uts.UNAME_FIELDS.keys()
+    inside = lesson.printed_fields(samples.run("02_uts", lesson.UNAME_PROBE).stdout)
+    host = lesson.hosts_fields()
+    assert inside.keys() == host.keys() == lesson.UNAME_FIELDS.keys()
     assert {field for field in host if host[field] != inside[field]} == {"hostname"}
     assert inside["hostname"] == "container"
-    verdicts = {row[0]: row[-1].good for row in uts.uname_table(inside).rows}
+    verdicts = {row[0]: row[-1].good for row in lesson.uname_table(inside).rows}
     assert verdicts.pop("nodename (hostname)") is False
     assert all(verdicts.values())
 
 
 def _reason(answer) -> str:
-    verdict = uts.EXERCISE.check(answer)
+    verdict = lesson.EXERCISE.check(answer)
     assert not verdict
     return verdict.message
 
 
 def test_the_exercise_accepts_a_name_of_the_learners_own():
-    assert uts.EXERCISE.check(api.run(["hostname"], steps=[Hostname("my-box")]))
+    assert lesson.EXERCISE.check(api.run(["hostname"], steps=[Hostname("my-box")]))
 
 
 def test_the_exercise_rejects_a_run_without_the_step():

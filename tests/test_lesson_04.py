@@ -1,22 +1,17 @@
 """Lesson 04: its checks pass on the real thing and fail without the PrivateProc step.
 
-The propagation trap runs for real, but only inside ``labkit.sandbox``: a fresh mount namespace
-whose ``/`` is shared, where the naive sample can break nothing but the sandbox's own /proc.
+The propagation trap runs for real, but only inside ``labkit.lessons.sandbox``: a fresh mount
+namespace whose ``/`` is shared, where the naive sample can break nothing but the sandbox's own
+/proc.
 """
 
 import os
 
 import pytest
 
-from labkit import inspect, samples
-from labkit.checks import ClaimFailed
 from labkit.errors import LabError
-from labkit.lessons import mounts, probe
-from labkit.runtime import api
-from labkit.runtime.steps.hostname import Hostname
-from labkit.runtime.steps.mounts import PrivateProc
-from labkit.runtime.steps.pid import PidNamespace
-from labkit.syscalls import (
+from labkit.kernel import procfs
+from labkit.kernel.syscalls import (
     MS_BIND,
     MS_NOSUID,
     MS_PRIVATE,
@@ -25,13 +20,20 @@ from labkit.syscalls import (
     MS_SLAVE,
     MS_UNBINDABLE,
 )
+from labkit.lessons import mount_namespace_and_proc as lesson
+from labkit.lessons import probe, samples
+from labkit.lessons.checks import ClaimFailed
+from labkit.runtime import api
+from labkit.runtime.steps.hostname import Hostname
+from labkit.runtime.steps.mounts import PrivateProc
+from labkit.runtime.steps.pid import PidNamespace
 
 STEPS = [Hostname("container"), PidNamespace(), PrivateProc()]
 WITHOUT_PRIVATE_PROC = [Hostname("container"), PidNamespace()]
 
 
 def _ps_inside(steps) -> list[str]:
-    return mounts.ps_programs(api.run(["ps", "-e"], steps=steps).stdout)
+    return lesson.ps_programs(api.run(["ps", "-e"], steps=steps).stdout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,24 +42,24 @@ def _ps_inside(steps) -> list[str]:
 
 def test_ps_in_the_samples_session_lists_only_bash_and_ps():
     session = samples.session("04_mount_proc", ["ps aux", "exit"])
-    mounts.expect_ps_lists_only(mounts.ps_programs(session.text), ["bash", "ps"])
+    lesson.expect_ps_lists_only(lesson.ps_programs(session.text), ["bash", "ps"])
 
 
 def test_ps_in_the_runtime_lists_only_its_init_and_ps():
-    mounts.expect_ps_lists_only(_ps_inside(STEPS), [mounts.RUNTIME_INIT, "ps"])
+    lesson.expect_ps_lists_only(_ps_inside(STEPS), [lesson.RUNTIME_INIT, "ps"])
 
 
 def test_ps_check_fails_on_the_runtime_without_private_proc():
     listed = _ps_inside(WITHOUT_PRIVATE_PROC)
     with pytest.raises(ClaimFailed, match=f"{len(listed)} processes"):
-        mounts.expect_ps_lists_only(listed, [mounts.RUNTIME_INIT, "ps"])
+        lesson.expect_ps_lists_only(listed, [lesson.RUNTIME_INIT, "ps"])
 
 
 def test_ps_programs_reads_only_the_table():
     screen = ("$ ps -e\n    PID TTY          TIME CMD\n      1 ?        00:00:00 init\n"
               "      7 pts/0    00:00:00 ps\n$ exit\n")
-    assert mounts.ps_programs(screen) == ["init", "ps"]
-    assert mounts.ps_programs("bash: ps: command not found\n") == []
+    assert lesson.ps_programs(screen) == ["init", "ps"]
+    assert lesson.ps_programs("bash: ps: command not found\n") == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,19 +68,19 @@ def test_ps_programs_reads_only_the_table():
 
 def test_the_sample_and_the_runtime_get_new_mnt_pid_and_uts_namespaces():
     printed = probe.printed_ids(samples.run("04_mount_proc", probe.NS_PROBE).stdout)
-    mounts.expect_new_namespaces(probe.versus_host(printed))
-    mounts.expect_new_namespaces(probe.versus_host(api.run(["true"], steps=STEPS).namespaces))
+    lesson.expect_new_namespaces(probe.versus_host(printed))
+    lesson.expect_new_namespaces(probe.versus_host(api.run(["true"], steps=STEPS).namespaces))
 
 
 def test_namespace_check_fails_on_the_runtime_without_private_proc():
     result = api.run(["true"], steps=WITHOUT_PRIVATE_PROC)
     with pytest.raises(ClaimFailed):
-        mounts.expect_new_namespaces(probe.versus_host(result.namespaces))
+        lesson.expect_new_namespaces(probe.versus_host(result.namespaces))
 
 
-def _tree(steps) -> inspect.ProcessNode:
+def _tree(steps) -> procfs.ProcessNode:
     with api.start(["sleep", "30"], steps=steps) as container:
-        tree = inspect.process_tree(container.pid)
+        tree = procfs.process_tree(container.pid)
         container.terminate()
         container.wait(timeout=10)
     return tree
@@ -87,29 +89,29 @@ def _tree(steps) -> inspect.ProcessNode:
 def test_the_host_sees_the_containers_processes_under_host_pids():
     tree = _tree(STEPS)
     assert [node.cmdline for node in tree.walk()][-1] == ("sleep", "30")
-    mounts.expect_host_sees_the_container(tree)
+    lesson.expect_host_sees_the_container(tree)
 
 
 def test_host_sight_check_fails_without_a_pid_namespace():
     with pytest.raises(ClaimFailed):
-        mounts.expect_host_sees_the_container(_tree([Hostname("container"), PrivateProc()]))
+        lesson.expect_host_sees_the_container(_tree([Hostname("container"), PrivateProc()]))
 
 
 def test_the_hosts_mount_table_is_unchanged_after_the_runtime_and_the_sample():
-    before = inspect.mounts(os.getpid())
+    before = procfs.mounts(os.getpid())
     api.run(["true"], steps=STEPS)
     samples.run("04_mount_proc", ["true"])
-    mounts.expect_host_unchanged(before, inspect.mounts(os.getpid()))
+    lesson.expect_host_unchanged(before, procfs.mounts(os.getpid()))
 
 
 def test_host_unchanged_check_fails_on_a_table_with_a_new_proc():
-    before = inspect.mounts(os.getpid())
+    before = procfs.mounts(os.getpid())
     with api.start(["sleep", "30"], steps=STEPS) as container:
-        containers = inspect.mounts(container.init_pid)
+        containers = procfs.mounts(container.init_pid)
         container.terminate()
         container.wait(timeout=10)
     with pytest.raises(ClaimFailed, match="added /proc"):
-        mounts.expect_host_unchanged(before, containers)
+        lesson.expect_host_unchanged(before, containers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,45 +119,45 @@ def test_host_unchanged_check_fails_on_a_table_with_a_new_proc():
 
 
 def test_the_naive_sample_breaks_the_sandboxs_proc():
-    screen = mounts.sandbox_session("04_mount_proc_naive", ["ps aux", "exit"]).text
+    screen = lesson.sandbox_session("04_mount_proc_naive", ["ps aux", "exit"]).text
     assert "sandbox# ls -d /proc/$$\n/proc/" in screen  # it worked before the sample ran
-    mounts.expect_ps_lists_only(mounts.ps_programs(screen), ["bash", "ps"])
-    mounts.expect_sandbox_broken(screen)
+    lesson.expect_ps_lists_only(lesson.ps_programs(screen), ["bash", "ps"])
+    lesson.expect_sandbox_broken(screen)
     with pytest.raises(ClaimFailed):
-        mounts.expect_sandbox_intact(screen)
+        lesson.expect_sandbox_intact(screen)
 
 
 def test_the_fixed_sample_leaves_the_sandboxs_proc_working():
-    screen = mounts.sandbox_session("04_mount_proc", ["ps aux", "exit"]).text
-    mounts.expect_sandbox_intact(screen)
+    screen = lesson.sandbox_session("04_mount_proc", ["ps aux", "exit"]).text
+    lesson.expect_sandbox_intact(screen)
     with pytest.raises(ClaimFailed):
-        mounts.expect_sandbox_broken(screen)
+        lesson.expect_sandbox_broken(screen)
 
 
 def test_a_copy_joins_the_peer_group_and_a_slave_listens_to_it():
-    copies = mounts.proc_in_copies()
-    mounts.expect_peer_groups(copies)
+    copies = lesson.proc_in_copies()
+    lesson.expect_peer_groups(copies)
     with pytest.raises(ClaimFailed):
-        mounts.expect_peer_groups(copies[::-1])
+        lesson.expect_peer_groups(copies[::-1])
 
 
 @pytest.mark.parametrize("flags", [MS_REC | MS_PRIVATE, MS_REC | MS_SLAVE])
 def test_the_exercises_answers_keep_the_sandboxs_proc(flags):
-    assert mounts.EXERCISE.check(flags)
-    trial = mounts.try_flags(flags)
+    assert lesson.EXERCISE.check(flags)
+    trial = lesson.try_flags(flags)
     assert (trial.refused, trial.proc_works) == (None, True)
 
 
 @pytest.mark.parametrize("flags", [MS_PRIVATE, MS_SLAVE, MS_REC | MS_SHARED])
 def test_without_ms_rec_or_with_ms_shared_the_proc_mount_leaks(flags):
-    assert not mounts.EXERCISE.check(flags)
-    trial = mounts.try_flags(flags)
+    assert not lesson.EXERCISE.check(flags)
+    trial = lesson.try_flags(flags)
     assert (trial.refused, trial.proc_works) == (None, False)
     assert "is broken" in repr(trial)
 
 
 def test_try_flags_reports_the_kernels_refusal():
-    trial = mounts.try_flags(MS_PRIVATE | MS_SLAVE)
+    trial = lesson.try_flags(MS_PRIVATE | MS_SLAVE)
     assert "EINVAL" in trial.refused
     assert "refused" in repr(trial)
 
@@ -163,7 +165,7 @@ def test_try_flags_reports_the_kernels_refusal():
 @pytest.mark.parametrize("wrong", ["MS_REC|MS_PRIVATE", True, -1, 2.0])
 def test_try_flags_refuses_what_is_not_flags(wrong):
     with pytest.raises(LabError, match="whole number"):
-        mounts.try_flags(wrong)
+        lesson.try_flags(wrong)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,10 +185,10 @@ def test_try_flags_refuses_what_is_not_flags(wrong):
     (True, "one number"),
 ])
 def test_the_exercise_rejects_wrong_answers_with_the_reason(wrong, reason):
-    verdict = mounts.EXERCISE.check(wrong)
+    verdict = lesson.EXERCISE.check(wrong)
     assert not verdict
     assert reason in repr(verdict)
 
 
 def test_the_exercise_asks_for_an_answer_first():
-    assert repr(mounts.EXERCISE.check(...)) == "✘ Not yet: no answer yet"
+    assert repr(lesson.EXERCISE.check(...)) == "✘ Not yet: no answer yet"

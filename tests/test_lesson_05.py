@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from labkit import inspect, layers, store
-from labkit.checks import ClaimFailed
-from labkit.digest import tree_digest
+from labkit.engine import layers, store
+from labkit.engine.digest import tree_digest
 from labkit.errors import LabError
-from labkit.lessons import layers as lesson
+from labkit.kernel import procfs
+from labkit.lessons import merged_view
+from labkit.lessons import union_filesystems as lesson
+from labkit.lessons.checks import ClaimFailed
 from labkit.runtime import api
 from labkit.runtime.steps import overlay
 
@@ -93,11 +95,11 @@ def test_a_failing_command_in_the_view_is_one_clear_error(bench):
 # The kernel's view
 
 
-def helper_mounts(bench: lesson.Bench, lowers: list[Path]) -> tuple[inspect.Mount, ...]:
+def helper_mounts(bench: lesson.Bench, lowers: list[Path]) -> tuple[procfs.Mount, ...]:
     """The mount table the command of an overlay helper sees, taken while it is mounted."""
     with lesson.held(lowers, bench.upper, bench.work, bench.mnt) as helper:
-        (command,) = inspect.process_tree(helper).children
-        return inspect.mounts(command.pid)
+        (command,) = procfs.process_tree(helper).children
+        return procfs.mounts(command.pid)
 
 
 def overlay_options(table) -> tuple[str, ...]:
@@ -115,7 +117,7 @@ def test_the_kernel_lists_the_lowers_top_first(bench):
 
 def test_the_overlay_is_only_in_the_helpers_mount_table(bench):
     inside = [m.mount_point for m in helper_mounts(bench, bench.lowers)]
-    lesson.expect_only_inside([m.mount_point for m in inspect.mounts(os.getpid())], bench.mnt)
+    lesson.expect_only_inside([m.mount_point for m in procfs.mounts(os.getpid())], bench.mnt)
     with pytest.raises(ClaimFailed, match="not in this notebook's mount table"):
         lesson.expect_only_inside(inside, bench.mnt)
 
@@ -201,7 +203,7 @@ def test_a_device_other_than_0_0_is_no_whiteout(tmp_path):
 
 FLIPPED_MOUNT = """
 import os, shutil, subprocess, sys
-from labkit import syscalls
+from labkit.kernel import syscalls
 
 lowers, upper, work, target, options, command = sys.argv[1:]
 syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -303,14 +305,15 @@ def test_a_container_of_busybox_changes_only_its_upper(base_image, tmp_path):
     lab, image = lesson.busybox_image()
     image_layers = lesson.lowers_of(lab, image)
     upper, work, rootfs = lesson.fresh_dirs(tmp_path, "upper", "work", "rootfs")
-    assert overlay.run(image_layers, upper, work, rootfs, ["sh", "-c", CONTAINER]).returncode == 0
+    done = merged_view.run(image_layers, upper, work, rootfs, ["sh", "-c", CONTAINER])
+    assert done.returncode == 0
     lesson.expect_changes(layers.diff(upper, image_layers), **CHANGES)
     lesson.expect_layer_unchanged(tree_digest(image_layers[0])[0], image.layers[0])
     second = lesson.fresh_dirs(tmp_path / "second", "upper", "work", "rootfs")
-    lesson.expect_fresh_start(overlay.run(image_layers, *second, ["cat", "etc/hostname"]).stdout,
-                              "busybox\n")
+    hostname = merged_view.run(image_layers, *second, ["cat", "etc/hostname"]).stdout
+    lesson.expect_fresh_start(hostname, "busybox\n")
     with pytest.raises(ClaimFailed, match="original files"):
-        lesson.expect_fresh_start(overlay.run(image_layers, upper, work, rootfs,
+        lesson.expect_fresh_start(merged_view.run(image_layers, upper, work, rootfs,
                                               ["cat", "etc/hostname"]).stdout, "busybox\n")
 
 
@@ -320,7 +323,7 @@ def test_the_image_claims_fail_when_the_layer_itself_is_written(base_image, tmp_
     shutil.copytree(lesson.lowers_of(lab, image)[0], written, symlinks=True)
     empty, work, rootfs = lesson.fresh_dirs(tmp_path, "empty", "work", "rootfs")
     # aufs-style: the layer is the writable branch, over nothing worth keeping
-    overlay.run([empty], written, work, rootfs, ["sh", "-c", CONTAINER])
+    merged_view.run([empty], written, work, rootfs, ["sh", "-c", CONTAINER])
     with pytest.raises(ClaimFailed, match="hashes to its name"):
         lesson.expect_layer_unchanged(tree_digest(written)[0], image.layers[0])
     fresh = tmp_path / "fresh"
@@ -370,7 +373,7 @@ def test_the_exercise_answer_is_what_the_kernel_shows(tmp_path):
     assert layers.entries(stack[0]) == {"a": "file", "c": "whiteout", "dir": "opaque dir",
                                         "dir/z": "file"}
     upper, work, mnt = lesson.fresh_dirs(tmp_path, "upper", "work", "mnt")
-    done = overlay.run(stack, upper, work, mnt,
+    done = merged_view.run(stack, upper, work, mnt,
                        [sys.executable, "-I", "-c", SHOW_EACH, *lesson.ANSWER])
     assert json.loads(done.stdout) == lesson.ANSWER
 

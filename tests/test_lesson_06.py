@@ -14,9 +14,10 @@ import pytest
 from containers_support import removing_new_containers
 from images_support import removing_new_images
 
-from labkit import containers, inspect, layers, store
-from labkit.checks import ClaimFailed
-from labkit.lessons import containers as lesson
+from labkit.engine import containers, layers, store
+from labkit.kernel import procfs
+from labkit.lessons import images_and_containers as lesson
+from labkit.lessons.checks import ClaimFailed
 
 
 @pytest.fixture(autouse=True)
@@ -55,14 +56,14 @@ def test_the_root_is_the_image_s_layers_under_the_container_s_own_upper(box):
 
 
 def test_the_process_space_is_the_container_s_own(box):
-    host = inspect.namespaces(os.getpid())
+    host = procfs.namespaces(os.getpid())
     lesson.expect_own_process_space(
-        inspect.compare_namespaces(inspect.namespaces(box.state.init_pid), host))
-    lesson.expect_pid_1(inspect.nested_pids(box.state.init_pid))
+        procfs.compare_namespaces(procfs.namespaces(box.state.init_pid), host))
+    lesson.expect_pid_1(procfs.nested_pids(box.state.init_pid))
     with pytest.raises(ClaimFailed):
-        lesson.expect_own_process_space(inspect.compare_namespaces(host, host))
+        lesson.expect_own_process_space(procfs.compare_namespaces(host, host))
     with pytest.raises(ClaimFailed):
-        lesson.expect_pid_1(inspect.nested_pids(os.getpid()))
+        lesson.expect_pid_1(procfs.nested_pids(os.getpid()))
 
 
 def test_stop_ends_the_processes_and_keeps_the_upper(box):

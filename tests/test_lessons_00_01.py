@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from labkit.checks import ClaimFailed
 from labkit.lessons import plain_clone, probe, start_here
+from labkit.lessons.checks import ClaimFailed
 from labkit.runtime import api
 from labkit.runtime.steps.hostname import Hostname
 

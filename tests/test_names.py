@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import names
+from labkit.engine import names
 from labkit.errors import LabError
 
 

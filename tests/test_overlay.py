@@ -1,9 +1,9 @@
 """The overlay step on real overlayfs mounts.
 
-Every mount happens in a helper process with mount and PID namespaces of its own (``overlay.run``
-and ``overlay.start``), or in a ``python -I -c`` child that makes its own: never in pytest. The
-layers start as the article's experiment: ``d1`` holds ``a`` and ``b`` (``b1``), ``d2`` holds
-``b`` (``b2``) and ``c``.
+Every mount happens in a helper process with mount and PID namespaces of its own
+(``merged_view.run`` and ``merged_view.start``), or in a ``python -I -c`` child that makes its own:
+never in pytest. The layers start as the article's experiment: ``d1`` holds ``a`` and ``b``
+(``b1``), ``d2`` holds ``b`` (``b2``) and ``c``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from labkit import layers
+from labkit.engine import layers
 from labkit.errors import LabError
+from labkit.kernel import process
+from labkit.kernel.syscalls import CLONE_NEWNS
+from labkit.lessons import merged_view
 from labkit.runtime import api
 from labkit.runtime.spec import Spec
 from labkit.runtime.steps import overlay
-from labkit.syscalls import CLONE_NEWNS
 
 SECONDS = 10  # the most any step here may take before the test gives up on it
 
@@ -48,7 +50,7 @@ class Layout:
         return [self.d1, self.d2]
 
     def run(self, *command: str) -> subprocess.CompletedProcess:
-        return overlay.run(self.lowers, self.upper, self.work, self.target, command)
+        return merged_view.run(self.lowers, self.upper, self.work, self.target, command)
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ def test_article_experiment_first_lower_wins(layout):
 
 
 def test_lower_order_decides_which_file_wins(layout):
-    done = overlay.run([layout.d2, layout.d1], layout.upper, layout.work, layout.target,
+    done = merged_view.run([layout.d2, layout.d1], layout.upper, layout.work, layout.target,
                        ["cat", "b"])
     assert done.stdout == "b2\n"
 
@@ -172,7 +174,7 @@ def test_renaming_a_lower_directory_copies_it_up_whole(layout):
 
 FAIL_WHILE_MOUNTED = """
 import json, os, sys
-from labkit import syscalls
+from labkit.kernel import syscalls
 from labkit.runtime.steps import overlay
 
 lowers, upper, work, target = json.loads(sys.argv[1])
@@ -207,7 +209,7 @@ def test_an_exception_in_the_block_still_unmounts_and_clears_work(layout):
 def holding(layout: Layout, upper: Path | None = None, work: Path | None = None,
             command: str = "echo ready; read line; exit 0") -> Iterator[subprocess.Popen]:
     """A helper holding the overlay mounted while its command waits for the end of stdin."""
-    helper = overlay.start(layout.lowers, upper or layout.upper, work or layout.work,
+    helper = merged_view.start(layout.lowers, upper or layout.upper, work or layout.work,
                            layout.target, ["sh", "-c", command], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -232,11 +234,7 @@ def children(pid: int) -> list[int]:
 
 def gone(pid: int) -> bool:
     """Whether ``pid`` has exited (a zombie has exited: only its exit status is left)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return process.state(pid) in (None, "Z")
 
 
 def members(namespace: str) -> list[int]:
@@ -279,7 +277,7 @@ def refused(layout: Layout, lowers=None, upper=None, work=None) -> str:
     """The LabError line for an overlay the lab refuses; the directories stay as they were."""
     before = [snapshot(d) for d in (layout.upper, layout.work, layout.target)]
     with pytest.raises(LabError) as refusal:
-        overlay.run(lowers or layout.lowers, upper or layout.upper, work or layout.work,
+        merged_view.run(lowers or layout.lowers, upper or layout.upper, work or layout.work,
                     layout.target, ["touch", "written"])
     assert [snapshot(d) for d in (layout.upper, layout.work, layout.target)] == before
     assert "\n" not in str(refusal.value)
@@ -300,7 +298,7 @@ def test_a_path_with_a_comma_is_refused(layout):
 
 def test_an_upper_on_an_overlay_filesystem_is_refused(layout):
     inner = layout.target / "inner"
-    nested = overlay.helper_argv([layout.d1], inner / "upper", inner / "work", inner / "mnt",
+    nested = merged_view.helper_argv([layout.d1], inner / "upper", inner / "work", inner / "mnt",
                                  ["touch", "written"])
     with pytest.raises(LabError) as refusal:
         layout.run("sh", "-c", 'mkdir -p inner/upper inner/work inner/mnt && exec "$@"', "sh",

@@ -1,7 +1,8 @@
-"""labkit.layers against the kernel: the diff of a real upper, and the stack as the kernel sees it.
+"""labkit.engine.layers against the kernel: the diff of a real upper, the stack as the kernel sees
+it.
 
 The layer directories are read in pytest (reading never mounts); every merged view to compare
-with is the kernel's own, read by a command run in an ``overlay.run`` helper.
+with is the kernel's own, read by a command run in an ``merged_view.run`` helper.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit import layers
-from labkit.runtime.steps import overlay
+from labkit import show
+from labkit.engine import layers
+from labkit.lessons import merged_view
 from labkit.show import Mark
 
 MERGED_VIEW = """
@@ -35,7 +37,7 @@ def kernel_view(lowers: list[Path], scratch: Path) -> dict[str, str]:
     upper, work, target = (scratch / name for name in ("upper", "work", "mnt"))
     for directory in (upper, work, target):
         directory.mkdir(parents=True)
-    done = overlay.run(lowers, upper, work, target, [sys.executable, "-I", "-c", MERGED_VIEW])
+    done = merged_view.run(lowers, upper, work, target, [sys.executable, "-I", "-c", MERGED_VIEW])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -104,7 +106,7 @@ def test_every_kind_of_change_is_in_the_diff_and_the_upper_is_portable(tmp_path)
                "mkdir file-then-dir && rm -r recreated && mkdir recreated && "
                "echo again > recreated/new && rm -r dir-then-file && echo f > dir-then-file && "
                "mv renamed moved && mkdir dir/newdir")
-    done = overlay.run([lower], upper, work, target, ["sh", "-c", changes])
+    done = merged_view.run([lower], upper, work, target, ["sh", "-c", changes])
     assert done.returncode == 0, done.stderr
 
     assert layers.diff(upper, [lower]) == layers.LayerDiff(
@@ -131,9 +133,9 @@ def test_the_stack_picture_names_the_layer_each_path_comes_from(tmp_path):
             write(directory, name, text)
     for directory in (upper, work, target):
         directory.mkdir()
-    overlay.run([d1, d2], upper, work, target, ["sh", "-c", "echo new_c > c; rm a"])
+    merged_view.run([d1, d2], upper, work, target, ["sh", "-c", "echo new_c > c; rm a"])
 
-    picture = layers.stack_table([upper, d1, d2])
+    picture = show.layer_stack([upper, d1, d2])
     assert str(picture) == "\n".join([
         "Layer stack, top first",
         "path  upper     d1    d2    merged view",
@@ -143,14 +145,14 @@ def test_the_stack_picture_names_the_layer_each_path_comes_from(tmp_path):
         "a whiteout deletes a path of the layers below it; an opaque dir hides everything "
         "they have inside it"])
     assert picture.rows[1][2] == Mark("file", True) and picture.rows[1][3] == "file"
-    assert layers.stack_table([upper, d1, d2], names=["container", "image 1", "image 2"]
+    assert show.layer_stack([upper, d1, d2], names=["container", "image 1", "image 2"]
                               ).columns == ["path", "container", "image 1", "image 2",
                                             "merged view"]
 
 
 def test_the_diff_table_lists_each_change(tmp_path):
     diff = layers.LayerDiff(added=("new",), changed=("b",), deleted=("a",), opaque=("dir",))
-    assert str(diff.table()).splitlines()[:6] == [
+    assert str(show.layer_diff(diff)).splitlines()[:6] == [
         "Layer diff", "change   path", "added    new", "changed  b", "deleted  a",
         "opaque   dir"]
 

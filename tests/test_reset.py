@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from labkit import enter
 from labkit.errors import NEEDS_ROOT
+from labkit.kernel.process import stat
 from tests.conftest import LABKIT
 
 STORE_ENTRIES = ["containers", "images", "labkit-store", "layers", "lock", "tmp"]
@@ -67,8 +67,8 @@ def running(pid: int, start: int) -> bool:
     """Whether ``pid`` is still the process that started at ``start`` (not a reused pid), and
     not dead already, a zombie waiting for its parent to collect its exit status."""
     try:
-        return enter.start_time(pid) == start and psutil.Process(pid).status() != "zombie"
-    except (FileNotFoundError, psutil.NoSuchProcess):
+        return stat(pid).start_time == start and psutil.Process(pid).status() != "zombie"
+    except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
         return False
 
 

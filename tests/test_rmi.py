@@ -6,7 +6,7 @@ import pytest
 from containers_support import labkit, removing_new_containers
 from images_support import assert_refused_and_nothing_made, removing_new_images
 
-from labkit import containers, names, store
+from labkit.engine import containers, names, store
 
 
 @pytest.fixture(autouse=True)

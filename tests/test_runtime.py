@@ -19,12 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from labkit.runtime.api import Container, launcher_command, run, start
+from labkit.lessons.sandbox import shared_root
+from labkit.runtime.api import ContainerProcess, launcher_command, run, start
 from labkit.runtime.spec import DEFAULT_PATH
 from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace
-from labkit.sandbox import shared_root
 from tests import hostguard
 
 CONTAINER = [Hostname("container"), PidNamespace(), PrivateProc()]
@@ -54,7 +54,7 @@ def _one_line(result) -> None:
     assert result.stderr == f"labkit: {result.error}\n"
 
 
-def _wait_for(container: Container, *names: str) -> list[psutil.Process]:
+def _wait_for(container: ContainerProcess, *names: str) -> list[psutil.Process]:
     """The processes under the container's init, once they are exactly ``names``."""
     init = psutil.Process(container.init_pid)
     for _ in range(500):
@@ -201,7 +201,7 @@ def test_the_timeout_kills_the_container_with_137_and_says_so():
 # was not made private) to show that this sandbox would reveal a leak.
 SHARED_HOST = """
 import json, os
-from labkit import syscalls
+from labkit.kernel import syscalls
 from labkit.runtime.api import run
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace

@@ -11,11 +11,11 @@ import json
 import pytest
 
 from labkit.errors import LabError
+from labkit.kernel.syscalls import CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 from labkit.runtime.spec import DEFAULT_PATH, Spec
 from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace
-from labkit.syscalls import CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 ALL_STEPS = [Hostname("box-1.lab"), PidNamespace(), PrivateProc()]
 

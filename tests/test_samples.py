@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from labkit import samples, store
+from labkit.engine import builds, store
 from labkit.errors import LabError
+from labkit.lessons import samples
 from tests.conftest import LABKIT
 
-LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive"]
+LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive",
+           "06_chroot_escape"]
 HOST_SAFE = LESSONS[:4]  # the naive one may only run inside the sandbox: see test_sandbox.py
 TAG = "LABKIT_TEST_TAG"
 
@@ -68,9 +70,9 @@ def test_the_samples_are_the_lessons_in_order():
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_every_sample_builds_without_a_warning(name):
-    assert {"-Wall", "-Wextra", "-Werror"} <= set(samples.CFLAGS)
+    assert {"-Wall", "-Wextra", "-Werror"} <= set(builds.CFLAGS)
     binary = samples.build(name)
-    assert binary.parent == samples.cache_dir()
+    assert binary.parent == builds.cache_dir()
     assert os.access(binary, os.X_OK)
 
 
@@ -85,14 +87,14 @@ def test_a_build_is_cached_in_the_store(samples_dir):
 
 def test_editing_the_source_or_the_header_or_the_flags_rebuilds(samples_dir, monkeypatch):
     source, header = samples_dir / "01_plain_clone.c", samples_dir / "common.h"
-    builds = [samples.build("01_plain_clone", samples_dir=samples_dir)]
+    binaries = [samples.build("01_plain_clone", samples_dir=samples_dir)]
     source.write_text(source.read_text().replace("start a container", "start a box"))
-    builds.append(samples.build("01_plain_clone", samples_dir=samples_dir))
+    binaries.append(samples.build("01_plain_clone", samples_dir=samples_dir))
     header.write_text(header.read_text() + "\n/* an edit */\n")
-    builds.append(samples.build("01_plain_clone", samples_dir=samples_dir))
-    monkeypatch.setattr(samples, "CFLAGS", (*samples.CFLAGS, "-O0"))
-    builds.append(samples.build("01_plain_clone", samples_dir=samples_dir))
-    assert len(set(builds)) == 4
+    binaries.append(samples.build("01_plain_clone", samples_dir=samples_dir))
+    monkeypatch.setattr(builds, "CFLAGS", (*builds.CFLAGS, "-O0"))
+    binaries.append(samples.build("01_plain_clone", samples_dir=samples_dir))
+    assert len(set(binaries)) == 4
     result = samples.run("01_plain_clone", ["true"], samples_dir=samples_dir)
     assert "Parent - start a box!" in result.stdout
 
@@ -243,7 +245,7 @@ def test_missing_gcc_is_one_clear_line(samples_dir, tmp_path, monkeypatch):
 
 def test_syntax_error_carries_gccs_message_and_leaves_no_binary(samples_dir):
     (samples_dir / "01_plain_clone.c").write_text('#include "common.h"\nint main(void) { }}\n')
-    with pytest.raises(samples.BuildError) as error:
+    with pytest.raises(builds.BuildError) as error:
         samples.build("01_plain_clone", samples_dir=samples_dir)
     message = str(error.value)
     assert message.splitlines()[0] == "gcc could not compile 01_plain_clone.c:"

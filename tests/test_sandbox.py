@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from labkit import samples, supervisor
-from labkit.sandbox import shared_root
+from labkit.lessons import samples, supervisor
+from labkit.lessons.sandbox import shared_root
 
 # Says whether this level's /proc still shows this level's own processes.
 PROC_CHECK = ('if [ -e /proc/self ] && [ -e /proc/$$ ]; then echo "$0: /proc works";'

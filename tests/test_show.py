@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from labkit import show
-from labkit.inspect import (
+from labkit.kernel.procfs import (
     MountDiff,
     NamespacePair,
     ProcessNode,

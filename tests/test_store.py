@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import store
-from labkit.digest import tree_digest
+from labkit.engine import store
+from labkit.engine.digest import tree_digest
 from labkit.errors import LabError
 from tests.conftest import LABKIT
 
@@ -228,7 +228,7 @@ def test_the_store_never_deletes_through_a_mount(tmp_path):
     script = f"""
 import os, sys
 os.environ["LABKIT_HOME"] = {str(home)!r}
-from labkit import store
+from labkit.engine import store
 from labkit.errors import LabError
 with store.writing() as lab:
     victim = lab.root / "containers" / "x" / "merged"

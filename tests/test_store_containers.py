@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from labkit import names, store
+from labkit.engine import names, store
 from labkit.errors import LabError
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from labkit import doctor
 from labkit.doctor import Check
-from labkit.sandbox import shared_root
+from labkit.lessons.sandbox import shared_root
 
 VM = Path(__file__).with_name("data") / "ubuntu-24.04"
 MOUNTINFO = VM / "proc/self/mountinfo"
@@ -58,8 +58,9 @@ FULL_CONTAINER = """
 import json, sys
 from pathlib import Path
 
-from labkit import store
+from labkit.engine import store
 from labkit.runtime.api import run
+from labkit.engine.builds import static_init
 from labkit.runtime.container import steps_for
 
 work = Path(sys.argv[1])
@@ -67,7 +68,7 @@ lab = store.reading()
 layers = [lab.layer_tree(digest) for digest in reversed(lab.image("busybox").layers)]
 for name in ("upper", "work"):
     (work / name).mkdir()
-steps = steps_for(layers, work / "upper", work / "work", "ubuntu-vm")
+steps = steps_for(layers, work / "upper", work / "work", "ubuntu-vm", init=static_init())
 before = Path("/proc/self/mountinfo").read_text()
 result = run(["sh", "-c", "hostname; cat /proc/self/mountinfo"], steps, env={"PATH": "/bin"},
              timeout=60)

@@ -18,11 +18,12 @@ import time
 import psutil
 import pytest
 
-from labkit import store
-from labkit.errors import LabError
-from labkit.runtime import api, warm
+from labkit.engine import store
+from labkit.engine.builds import static_init
+from labkit.errors import LAB_ERROR, LabError
+from labkit.runtime import api
 from labkit.runtime.container import steps_for
-from labkit.runtime.spec import LAB_ERROR
+from labkit.runtime.spawn import warm
 from labkit.runtime.steps.hostname import Hostname
 from labkit.runtime.steps.mounts import PrivateProc
 from labkit.runtime.steps.pid import PidNamespace
@@ -64,7 +65,7 @@ def _without_inodes(result: api.Result) -> tuple:
     return result.exit_code, result.stdout, result.stderr, result.error, sorted(result.namespaces)
 
 
-def _sleeping(container: api.Container) -> list[int]:
+def _sleeping(container: api.ContainerProcess) -> list[int]:
     """The container's init and its command, once the command is ``sleep``."""
     init = psutil.Process(container.init_pid)
     for _ in range(500):
@@ -237,7 +238,8 @@ def test_a_full_busybox_container_runs_warm(launcher, base_image, tmp_path):
     layers = [lab.layer_tree(digest) for digest in reversed(lab.image(base_image).layers)]
     (tmp_path / "upper").mkdir()
     (tmp_path / "work").mkdir()
-    steps = steps_for(layers, tmp_path / "upper", tmp_path / "work", hostname="4f3c2a1b9e8d")
+    steps = steps_for(layers, tmp_path / "upper", tmp_path / "work", hostname="4f3c2a1b9e8d",
+                      init=static_init())
     result = launcher.run(["sh", "-c", 'hostname; echo $$; readlink /proc/1/exe; echo > /new'],
                           steps, env={"PATH": "/bin"}, timeout=SECONDS)
     assert (result.exit_code, result.error) == (0, None)

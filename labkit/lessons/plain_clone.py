@@ -6,7 +6,7 @@ sample, the Python runtime, and, in the tests, a runtime given a step it should 
 
 from __future__ import annotations
 
-from labkit.checks import Exercise, expect
+from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.probe import different
 
 

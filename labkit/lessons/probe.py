@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from labkit import inspect
+from labkit.kernel import procfs
 
 # A shell loop that prints each namespace link of the process running it: "uts uts:[4026531838]".
 NS_PROBE = ["sh", "-c",
@@ -23,17 +23,17 @@ def printed_ids(output: str) -> dict[str, int]:
     for line in output.splitlines():
         name, _, target = line.partition(" ")
         if ":[" in target and target.endswith("]"):
-            found[name] = inspect.parse_ns_link(name, target).inode
+            found[name] = procfs.parse_ns_link(name, target).inode
     return found
 
 
-def versus_host(ids: Mapping[str, int]) -> tuple[inspect.NamespacePair, ...]:
+def versus_host(ids: Mapping[str, int]) -> tuple[procfs.NamespacePair, ...]:
     """The child's namespaces beside the host's (this process's), link by link."""
-    child = [inspect.Namespace(name, name.removesuffix("_for_children"), inode)
+    child = [procfs.Namespace(name, name.removesuffix("_for_children"), inode)
              for name, inode in ids.items()]
-    return inspect.compare_namespaces(inspect.namespaces(os.getpid()), child)
+    return procfs.compare_namespaces(procfs.namespaces(os.getpid()), child)
 
 
-def different(pairs: tuple[inspect.NamespacePair, ...]) -> set[str]:
+def different(pairs: tuple[procfs.NamespacePair, ...]) -> set[str]:
     """The links in which the two sides are not in the same namespace."""
     return {pair.name for pair in pairs if not pair.same}

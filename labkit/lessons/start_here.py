@@ -2,7 +2,7 @@
 
 import os
 
-from labkit.checks import Exercise
+from labkit.lessons.checks import Exercise
 
 
 def _count_links(answer) -> str | None:

@@ -1,14 +1,15 @@
-"""The lab's container runtime, built lesson by lesson.
+"""The runtime: runc's part of the lab. It builds ONE container from a spec, and knows no store.
 
 Read it in this order: ``spec.py`` (what a container is, as data), ``steps/`` (one isolation
-step per module), ``launch.py`` (the process that applies the steps and execs), ``init.py`` (the
-container's PID 1, and ``init.c``, the same in C for a container with a rootfs of its own),
-``report.py`` (how they tell the caller what happened), ``api.py`` (``run`` and ``start``, what
-the notebooks call), ``container.py`` (every step of a full container); then the other ways to
-start a launcher than a fresh interpreter: ``forking.py`` (the two rules of a forked Python
-process), ``handle.py`` (a Popen-like handle for a launcher subprocess did not start),
-``warm.py`` (forked by a helper kept warm, for the notebooks) and ``forked.py`` (forked by the
-caller itself, for a container's monitor).
+step per module, in lesson order), ``launch.py`` (the parent's side: unshare, fork, watch),
+``init.py`` (the container's first process: the steps, then PID 1; and ``init.c``, the same PID 1
+in C for a container with a root filesystem of its own), ``report.py`` (how they tell the caller
+what happened), ``api.py`` (``run`` and ``start``, what the notebooks call), ``container.py``
+(every step of a full container), ``exec.py`` (joining a running container). ``forking.py``
+holds the two rules of any forked Python process, and ``boot.py`` starts a labkit function in a
+fresh interpreter.
+
+``spawn/`` is outside that path: other ways to start the very same launcher sooner.
 
 This package imports nothing itself: the launcher imports it too, once per container.
 """

@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from labkit.boot import python_argv
+from labkit.kernel import process
 from labkit.runtime import report
+from labkit.runtime.boot import python_argv
 from labkit.runtime.spec import Spec, Step, default_env
 
-# How a Container starts its launcher: (spec_json, report_fd, stdin=, stdout=, stderr=) -> a
-# handle like subprocess.Popen's (see Container). No typing import: the CLI's path stays lean.
+# How a ContainerProcess starts its launcher: (spec, report_fd, stdin=, stdout=, stderr=) -> a
+# handle like subprocess.Popen's (see ContainerProcess). No typing import: the CLI's path stays
+# lean.
 Spawn = Callable[..., object]
 
 
@@ -35,17 +37,17 @@ def launcher_command(report_fd: int, spec_json: str) -> list[str]:
     return python_argv("labkit.runtime.launch:main", str(report_fd), spec_json)
 
 
-def spawn_launcher(spec_json: str, report_fd: int, *, stdin, stdout,
+def spawn_launcher(spec: Spec, report_fd: int, *, stdin, stdout,
                    stderr) -> subprocess.Popen:
     """Start a launcher in a fresh interpreter, cold: Python's start-up and imports come first.
 
-    This is how a ``Container`` starts by default. ``labkit.runtime.warm`` offers another
-    ``spawn`` with the same arguments, whose launchers are forked from a helper kept warm, and
-    ``labkit.runtime.forked`` one that forks them from the caller, for a caller that may fork. The
-    standard streams are as ``subprocess.Popen`` takes them; the output is read as text.
+    This is how a ``ContainerProcess`` starts by default. ``labkit.runtime.spawn.warm`` offers
+    another ``spawn`` with the same arguments, whose launchers are forked from a helper kept warm,
+    and ``labkit.runtime.spawn.forked`` one that forks them from the caller, for a caller that may
+    fork. The standard streams are as ``subprocess.Popen`` takes them; the output is read as text.
     """
     return subprocess.Popen(
-        launcher_command(report_fd, spec_json), pass_fds=(report_fd,),
+        launcher_command(report_fd, spec.to_json()), pass_fds=(report_fd,),
         stdin=stdin, stdout=stdout, stderr=stderr, encoding="utf-8", errors="replace",
         # The container gets no signal from the caller's terminal (Ctrl-C in pytest),
         # only those its launcher passes on, as a docker container gets.
@@ -69,7 +71,7 @@ class Result:
     error: str | None
 
 
-class Container:
+class ContainerProcess:
     """A running container, handled like a ``subprocess.Popen``.
 
     ``pid`` is the launcher's: the signals sent to it reach the command through the launcher
@@ -80,7 +82,7 @@ class Container:
     block, which kills and reaps it if it is still running.
 
     ``spawn`` starts the launcher: a fresh interpreter by default (``spawn_launcher``), a fork
-    of a warm helper (``labkit.runtime.warm``), or a fork of the caller (``forked.spawn``). It
+    of a warm helper (``labkit.runtime.spawn.warm``), or a fork of the caller (``forked.spawn``). It
     returns a handle with the part of ``subprocess.Popen`` used here: ``pid``, ``returncode``,
     ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill`` and ``communicate``.
     """
@@ -91,7 +93,7 @@ class Container:
         self._report = os.fdopen(read_end, "rb")
         self._facts: dict = {}
         try:
-            self._process = spawn(spec.to_json(), write_end, stdin=stdin, stdout=stdout,
+            self._process = spawn(spec, write_end, stdin=stdin, stdout=stdout,
                                   stderr=stderr)
         except BaseException:
             self._report.close()
@@ -131,7 +133,7 @@ class Container:
     def exit_code(self) -> int | None:
         """The container's exit code (128+N for a signal N), once it has exited."""
         code = self._process.returncode
-        return code if code is None or code >= 0 else 128 - code
+        return None if code is None else process.shell_code(code)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the container to exit, its init included; return its exit code."""
@@ -159,7 +161,7 @@ class Container:
     def _started(self) -> bool:
         return "error" in self._facts or {"init_pid", "namespaces", "started"} <= self._facts.keys()
 
-    def __enter__(self) -> Container:
+    def __enter__(self) -> ContainerProcess:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -177,11 +179,7 @@ def _wait_until_gone(pid: int | None, patience: float = 5.0) -> None:
     """
     deadline = time.monotonic() + patience
     while pid is not None and time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except FileNotFoundError:
+        if process.state(pid) in (None, *process.GONE):
             return
         time.sleep(0.001)
 
@@ -195,7 +193,7 @@ def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] |
     by default), and is killed after ``timeout`` seconds if one is given.
     """
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
-    with Container(_spec(command, steps, env, timeout), stdin=stdin, stdout=subprocess.PIPE,
+    with ContainerProcess(_spec(command, steps, env, timeout), stdin=stdin, stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE, spawn=spawn) as container:
         stdout, stderr = container.communicate(input)
     return Result(container.exit_code, stdout, stderr, container.namespaces, container.error)
@@ -203,9 +201,9 @@ def run(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] |
 
 def start(command: list[str], steps: Sequence[Step] = (), *, env: dict[str, str] | None = None,
           timeout: float | None = None, stdout=subprocess.DEVNULL,
-          stderr=subprocess.DEVNULL, spawn: Spawn = spawn_launcher) -> Container:
+          stderr=subprocess.DEVNULL, spawn: Spawn = spawn_launcher) -> ContainerProcess:
     """Start ``command`` in a new container in the background; return its handle."""
-    return Container(_spec(command, steps, env, timeout), stdin=subprocess.DEVNULL,
+    return ContainerProcess(_spec(command, steps, env, timeout), stdin=subprocess.DEVNULL,
                      stdout=stdout, stderr=stderr, spawn=spawn)
 
 

@@ -4,13 +4,14 @@ The lessons add one isolation step at a time; a container of lesson 06 takes the
 ``docker run --network none`` would. This module only *lists* them: the launcher applies them in
 a fresh process (``launch.py``), so it is safe to call from the CLI or a notebook.
 
+    from labkit.engine import builds       # the engine compiles the static init
     from labkit.runtime import api
     from labkit.runtime.spec import Spec
 
-    steps = steps_for(layers, upper, work, hostname=container_id,
+    steps = steps_for(layers, upper, work, hostname=container_id, init=builds.static_init(),
                       volumes=[("/srv/data", "/data", False)], workdir="/")
     api.run(["hostname"], steps, env={"PATH": "/bin"}).stdout   # the container's id
-    container = api.Container(Spec(["sh"], steps, {"PATH": "/bin"}), stdin=..., stdout=...)
+    container = api.ContainerProcess(Spec(["sh"], steps, {"PATH": "/bin"}), stdin=..., stdout=...)
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit import samples
 from labkit.runtime.spec import Step
 from labkit.runtime.steps.devices import Devices
 from labkit.runtime.steps.hardening import Hardening
@@ -34,12 +34,8 @@ from labkit.runtime.steps.static_init import StaticInit
 
 Volume = tuple[str | Path, str, bool]
 
-# The static init's C source sits beside init.py, which does the same job in Python.
-INIT_SOURCE_DIR = Path(__file__).resolve().parent
-
-
 def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path, hostname: str,
-              volumes: Sequence[Volume] = (), workdir: str = "/", *,
+              volumes: Sequence[Volume] = (), workdir: str = "/", *, init: str | Path,
               rootfs: str | Path | None = None) -> list[Step]:
     """The ordered steps of a full container; give them to a ``Spec`` with the command and env.
 
@@ -54,6 +50,9 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
       ``steps/rootfs.py``);
     - ``workdir``: the command's working directory inside the container, created if missing,
       as ``docker run -w`` does;
+    - ``init``: the host path of the static init (``init.c``, compiled ``-static``), which runs
+      the command as the container's PID 1 (``steps/static_init.py``). The engine builds it
+      (``labkit.engine.builds.static_init``), as docker hands runc its ``docker-init``;
     - ``rootfs``: the empty directory the container's root filesystem is mounted on, seen only
       inside the container's own mount namespace; by default ``merged`` beside ``upper``,
       created when the container starts (docker's overlay2 keeps ``merged`` beside ``diff``
@@ -61,10 +60,7 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
       with the container's mount namespace.
 
     The command and its environment go in the ``Spec``: the container gets that environment
-    and nothing of the caller's. The command runs under a static init bind-mounted read-only at
-    ``/dev/init`` (``steps/static_init.py``). Building that init the first time takes the
-    store's lock (``labkit.samples``), so call this *before* taking the lock yourself: flock()
-    does not nest, and a second lock on the same store in one process waits forever.
+    and nothing of the caller's. The init is bind-mounted read-only at ``/dev/init``.
 
     Bad input (a bad hostname, a relative container path or workdir, a missing volume source)
     raises a ``LabError`` with exit code 125.
@@ -78,13 +74,8 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
         LoopbackNetwork(),
         RootFs.of(layers, upper, work, mount_point, volumes),
         Devices(mount_point),
-        StaticInit(mount_point, str(init_binary())),
+        StaticInit(mount_point, str(init)),
         ProcAndSys(mount_point),
         PivotRoot(mount_point, workdir),
         Hardening(),
     ]
-
-
-def init_binary() -> Path:
-    """The static init (``init.c``), compiled once per store and cached like the C samples."""
-    return samples.build("init", samples_dir=INIT_SOURCE_DIR, static=True)

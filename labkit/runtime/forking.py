@@ -1,9 +1,10 @@
 """What a process forked from a Python one must do, wherever the lab forks one.
 
-The lab forks Python processes in four places: the launcher forks the container's first
-process (``launch.py``), the warm helper forks launchers (``warm.py``), a monitor forks its
-launcher (``forked.py``), and ``labkit run`` forks the monitor (``monitor.py``). The child is a
-copy of its parent, its whole call stack included, so two rules hold in each of them:
+The lab forks Python processes in five places: the launcher forks the container's first
+process (``launch.py``), the ``exec`` helper forks the command it joins to a container
+(``exec.py``), the warm helper forks launchers (``spawn/warm.py``), a monitor forks its
+launcher (``spawn/forked.py``), and ``labkit run`` forks the monitor (``engine/monitor.py``).
+The child is a copy of its parent, its whole call stack included, so two rules hold in each:
 
 - it never returns into its parent's code (``exit_with``);
 - it keeps none of its parent's descriptors that it does not need (``close_all_but``): another
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from labkit.runtime.spec import LAB_ERROR
+from labkit.errors import LAB_ERROR
 
 
 def exit_with(body: Callable[[], int]) -> None:

@@ -1,14 +1,15 @@
 """A container spec: what to run and which isolation steps to apply, as plain data.
 
-The caller (the Jupyter kernel, pytest, the CLI) must never create namespaces itself (docs/safety.md
-rule 1). So it does not build a container; it *describes* one, and hands the description as JSON
-to a fresh launcher process (``launch.py``) that builds it. Everything here is therefore data:
-a spec is a command, a list of steps, an environment and a timeout, and it survives the trip
-``to_json`` -> ``from_json`` unchanged.
+The caller (the Jupyter kernel, pytest, the CLI) must never create namespaces itself
+(docs/safety.md rule 1). So it does not build a container; it *describes* one, and hands the
+description to a launcher process (``launch.py``) that builds it. A launcher forked from a
+process of the lab's own gets the ``Spec`` object itself; one that an exec or a socket separates
+from its caller gets it as JSON. Everything here is therefore data: a spec is a command, a list
+of steps, an environment and a timeout, and it survives the trip ``to_json`` -> ``from_json``
+unchanged.
 
-The exit codes follow docker's, so a script can tell who failed: 125 the lab itself (a bad spec,
-a step that failed), 126 a command that exists but cannot be executed, 127 a command not found;
-anything else is the command's own status.
+A bad spec is refused here, in the caller, with a ``LabError`` (docker's exit code 125), before
+any process or namespace exists.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ import importlib
 import json
 
 from labkit.errors import LabError
-
-LAB_ERROR = 125
-NOT_EXECUTABLE = 126
-NOT_FOUND = 127
 
 # docker's default PATH. A container starts from a clean environment, not the caller's: the
 # kernel's variables (a venv, LABKIT_HOME, tokens) are none of the command's business.
@@ -55,10 +52,6 @@ def default_env() -> dict[str, str]:
     return {"PATH": DEFAULT_PATH}
 
 
-def _spec_error(message: str) -> LabError:
-    return LabError(message, exit_code=LAB_ERROR)
-
-
 @dataclasses.dataclass
 class Spec:
     """Everything the launcher needs to build one container and run its command."""
@@ -73,19 +66,19 @@ class Spec:
         if (not isinstance(self.command, list) or not self.command
                 or not all(isinstance(word, str) and word and "\0" not in word
                            for word in self.command)):
-            raise _spec_error(f"a command is a non-empty list of words such as ['hostname'], "
+            raise LabError(f"a command is a non-empty list of words such as ['hostname'], "
                               f"not {self.command!r}")
         for step in self.steps:
             if not isinstance(step, Step):
-                raise _spec_error(f"{step!r} is not a step; steps come from {STEPS_PACKAGE}")
+                raise LabError(f"{step!r} is not a step; steps come from {STEPS_PACKAGE}")
         for name, value in self.env.items():
             if (not isinstance(name, str) or not isinstance(value, str) or not name
                     or "=" in name or "\0" in name + value):
-                raise _spec_error(f"bad environment variable {name!r}={value!r}: names are "
+                raise LabError(f"bad environment variable {name!r}={value!r}: names are "
                                   f"non-empty and without '=', values are strings")
         if self.timeout is not None and not (
                 isinstance(self.timeout, int | float) and self.timeout > 0):
-            raise _spec_error(f"a timeout is a positive number of seconds, not {self.timeout!r}")
+            raise LabError(f"a timeout is a positive number of seconds, not {self.timeout!r}")
 
     @property
     def namespaces(self) -> int:
@@ -116,7 +109,7 @@ class Spec:
         except LabError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, ImportError) as error:
-            raise _spec_error(f"not a container spec: {type(error).__name__}: {error}") from None
+            raise LabError(f"not a container spec: {type(error).__name__}: {error}") from None
 
 
 def _step_to_data(step: Step) -> dict:
@@ -130,5 +123,5 @@ def _step_from_data(data: dict) -> Step:
     if module.startswith(STEPS_PACKAGE + "."):
         kind = getattr(importlib.import_module(module), name, None)
     if not (isinstance(kind, type) and issubclass(kind, Step)):
-        raise _spec_error(f"{data['step']!r} is not a step; steps come from {STEPS_PACKAGE}")
+        raise LabError(f"{data['step']!r} is not a step; steps come from {STEPS_PACKAGE}")
     return kind(**data["args"])

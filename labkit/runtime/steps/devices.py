@@ -29,9 +29,9 @@ import os
 import stat
 from dataclasses import dataclass
 
+from labkit.kernel.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 from labkit.runtime.spec import Step
 from labkit.runtime.steps.rootfs import mount_point
-from labkit.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 
 # name: (major, minor), from the kernel's Documentation/admin-guide/devices.txt.
 NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),

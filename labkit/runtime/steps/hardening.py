@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit.runtime.spec import Step
-from labkit.syscalls import (
+from labkit.kernel.syscalls import (
     CLOSE_RANGE_CLOEXEC,
     PR_CAP_AMBIENT,
     PR_CAP_AMBIENT_CLEAR_ALL,
@@ -36,6 +35,7 @@ from labkit.syscalls import (
     close_range,
     prctl,
 )
+from labkit.runtime.spec import Step
 
 # docker's default capabilities, with their numbers from <linux/capability.h>.
 DOCKER_DEFAULT = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
-from labkit.syscalls import CLONE_NEWUTS, sethostname
+from labkit.kernel.syscalls import CLONE_NEWUTS, sethostname
+from labkit.runtime.spec import Step
 
 HOST_NAME_MAX = 64  # the kernel's limit, from <limits.h>
 
@@ -32,8 +32,7 @@ class Hostname(Step):
     def __post_init__(self) -> None:
         if not _is_hostname(self.name):
             raise LabError(f"bad hostname {self.name!r}: use 1 to {HOST_NAME_MAX} letters, "
-                           f"digits, '-' and '.', starting with a letter or digit",
-                           exit_code=LAB_ERROR)
+                           f"digits, '-' and '.', starting with a letter or digit")
 
     def apply(self) -> None:
         sethostname(self.name)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labkit.kernel.syscalls import CLONE_NEWIPC
 from labkit.runtime.spec import Step
-from labkit.syscalls import CLONE_NEWIPC
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit.runtime.spec import Step
-from labkit.syscalls import (
+from labkit.kernel.syscalls import (
     CLONE_NEWNS,
     MS_NODEV,
     MS_NOEXEC,
@@ -26,6 +25,7 @@ from labkit.syscalls import (
     MS_REC,
     mount,
 )
+from labkit.runtime.spec import Step
 
 
 def make_mounts_private() -> None:

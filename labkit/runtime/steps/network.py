@@ -21,8 +21,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from labkit.kernel.syscalls import AF_INET, CLONE_NEWNET, SOCK_CLOEXEC, SOCK_DGRAM, socket
 from labkit.runtime.spec import Step
-from labkit.syscalls import AF_INET, CLONE_NEWNET, SOCK_CLOEXEC, SOCK_DGRAM, socket
 
 # From <linux/sockios.h> and <net/if.h>.
 SIOCGIFFLAGS = 0x8913

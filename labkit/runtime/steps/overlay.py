@@ -3,9 +3,9 @@
 overlayfs merges directories into one view on a target: ``lowers``, read-only, the first on top
 (the order of ``lowerdir=``), under one ``upper`` that takes every write. A write to a file of a
 lower layer first *copies it up* into the upper; a deletion leaves a whiteout there; a directory
-deleted and made again becomes opaque (see ``labkit.layers``). The lowers are never written, so
-once the mount is gone the upper directory is exactly what changed: a layer of its own. The
-kernel also needs a ``work`` directory on the upper's filesystem, where it prepares each copy-up
+deleted and made again becomes opaque (see ``labkit.engine.layers``). The lowers are never
+written, so once the mount is gone the upper directory is exactly what changed: a layer of its own.
+The kernel also needs a ``work`` directory on the upper's filesystem, where it prepares each copy-up
 before renaming it into place, so no one ever sees a half-copied file.
 
 An image is its read-only layers; a container is those plus one upper. Three mount options are
@@ -19,29 +19,24 @@ single-threaded process whose mount namespace is its own and private (docs/safet
 - ``Overlay(...)`` as a step of a container spec: the launcher's child mounts it, and the mount
   lasts as long as the container's mount namespace;
 - ``mounted(lowers, upper, work, target)``: a context manager for code already running in such
-  a process, which unmounts and tidies up when the block ends;
-- ``run(...)`` and ``start(...)``: for notebooks and tests, a helper process that makes that
-  namespace, mounts, runs a command in the merged view, and unmounts.
+  a process, which unmounts and tidies up when the block ends. Lesson 05's helper process
+  (``labkit.lessons.merged_view``) mounts with it.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import syscalls
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
+from labkit.kernel import syscalls
+from labkit.runtime.spec import Step
 from labkit.runtime.steps.mounts import make_mounts_private
 
 PORTABLE_OPTIONS = {
@@ -199,66 +194,3 @@ def mounted(lowers: Paths, upper: str | Path, work: str | Path,
         finally:
             syscalls.umount2(overlay.target)
             _clear(overlay.work)
-
-
-def helper_argv(lowers: Paths, upper: str | Path, work: str | Path, target: str | Path,
-                command: Sequence[str]) -> list[str]:
-    """The helper's command line, for a caller that starts it its own way (nested, under a pty)."""
-    overlay = json.dumps(asdict(Overlay.of(lowers, upper, work, target)))
-    return [sys.executable, "-I", "-m", __name__, overlay, *command]
-
-
-def start(lowers: Paths, upper: str | Path, work: str | Path, target: str | Path,
-          command: Sequence[str], **popen) -> subprocess.Popen:
-    """Start the helper that mounts the overlay and runs ``command`` in the merged view.
-
-    The command starts in ``target``, as PID 1 of a PID namespace of its own, so that nothing
-    it starts can outlive the mount. The helper exits with the command's code, or with 125 and
-    one ``labkit: ...`` line on stderr when the lab refuses the overlay.
-    """
-    return subprocess.Popen(helper_argv(lowers, upper, work, target, command), **popen)
-
-
-def run(lowers: Paths, upper: str | Path, work: str | Path, target: str | Path,
-        command: Sequence[str]) -> subprocess.CompletedProcess:
-    """Run ``command`` in the merged view; return its exit code and output, as text.
-
-    The overlay is mounted only for the command, in a namespace only the command sees. A
-    refusal raises the LabError the helper reported.
-    """
-    done = subprocess.run(helper_argv(lowers, upper, work, target, command),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if done.returncode == LAB_ERROR and done.stderr.startswith("labkit: "):
-        raise LabError(done.stderr.removeprefix("labkit: ").strip())
-    return done
-
-
-def _die_with_helper() -> None:
-    """In the command's process: die when the helper dies (kill -9). As PID 1 it takes every
-    process of its PID namespace along, so the mount namespace ends with the helper."""
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _run_as_init(command: Sequence[str], cwd: Path) -> int:
-    try:
-        code = subprocess.run(command, cwd=cwd, preexec_fn=_die_with_helper).returncode
-    except OSError as error:
-        raise LabError(f"cannot run {command[0]!r}: {error.strerror}") from None
-    return code if code >= 0 else 128 - code
-
-
-def _helper(argv: list[str]) -> int:
-    """``python -I -m labkit.runtime.steps.overlay OVERLAY_JSON COMMAND...``: start()'s process."""
-    overlay, command = json.loads(argv[0]), argv[1:]
-    try:
-        syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID)
-        make_mounts_private()
-        with mounted(**overlay) as view:
-            return _run_as_init(command, view)
-    except LabError as error:
-        print(f"labkit: {error}", file=sys.stderr)
-        return LAB_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(_helper(sys.argv[1:]))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labkit.kernel.syscalls import CLONE_NEWPID
 from labkit.runtime.spec import Step
-from labkit.syscalls import CLONE_NEWPID
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import os
 from dataclasses import dataclass
 
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
-from labkit.syscalls import CLONE_NEWNS, MNT_DETACH, pivot_root, umount2
+from labkit.kernel.syscalls import CLONE_NEWNS, MNT_DETACH, pivot_root, umount2
+from labkit.runtime.spec import Step
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class PivotRoot(Step):
     def __post_init__(self) -> None:
         if not isinstance(self.workdir, str) or not self.workdir.startswith("/"):
             raise LabError(f"the working directory must be an absolute path inside the "
-                           f"container, such as /root, not {self.workdir!r}", exit_code=LAB_ERROR)
+                           f"container, such as /root, not {self.workdir!r}")
 
     def apply(self) -> None:
         os.chdir(self.root)
@@ -52,4 +52,4 @@ class PivotRoot(Step):
             os.chdir(self.workdir)
         except OSError as error:
             raise LabError(f"cannot enter the working directory {self.workdir}: "
-                           f"{error.strerror}", exit_code=LAB_ERROR) from None
+                           f"{error.strerror}") from None

@@ -27,9 +27,9 @@ import os
 from dataclasses import dataclass
 
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
+from labkit.kernel.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, mount
+from labkit.runtime.spec import Step
 from labkit.runtime.steps.rootfs import bind, inside, mount_point
-from labkit.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, mount
 
 READ_ONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
@@ -54,8 +54,7 @@ class ProcAndSys(Step):
     def apply(self) -> None:
         null = inside(self.root, "/dev/null")
         if not os.path.exists(null):
-            raise LabError(f"{null} is missing: the Devices step comes before this one",
-                           exit_code=LAB_ERROR)
+            raise LabError(f"{null} is missing: the Devices step comes before this one")
         mount("proc", mount_point(self.root, "/proc"), "proc", _SAFE)
         mount("sysfs", mount_point(self.root, "/sys"), "sysfs", _SAFE | MS_RDONLY)
         for path in READ_ONLY_PATHS:

@@ -43,10 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
-from labkit.runtime.steps.mounts import make_mounts_private
-from labkit.runtime.steps.overlay import Overlay
-from labkit.syscalls import (
+from labkit.kernel.syscalls import (
     CLONE_NEWNS,
     MS_BIND,
     MS_NODEV,
@@ -56,6 +53,9 @@ from labkit.syscalls import (
     MS_REMOUNT,
     mount,
 )
+from labkit.runtime.spec import Step
+from labkit.runtime.steps.mounts import make_mounts_private
+from labkit.runtime.steps.overlay import Overlay
 
 RUNTIME_MOUNTS = ("/dev", "/proc", "/sys")
 
@@ -66,7 +66,7 @@ _SYMLINKS_MAX = 40  # the kernel's limit on symlinks followed in one path lookup
 
 
 def _error(message: str) -> LabError:
-    return LabError(message, exit_code=LAB_ERROR)
+    return LabError(message)
 
 
 def inside(root: str, path: str) -> str:

@@ -8,14 +8,16 @@ the container leads to it. The container's root could read the host's python thr
 host would run that the next time it starts python.
 
 So the container's PID 1 is ``init.c``: the same job (run the command, forward signals, reap
-zombies), written in C and linked statically, so it needs no library from the image. It is
-compiled once into the store's cache (``container.init_binary``) and shown inside the container
-by a read-only bind mount, as ``docker run --init`` does with its tini: ``/proc/1/exe`` is then
-that read-only file, which nobody can write through, and nothing of the host's.
+zombies), written in C and linked statically, so it needs no library from the image. The
+engine compiles it once into the store's cache (``labkit.engine.builds``), and it is shown
+inside the container by a read-only bind mount, as ``docker run --init`` does with its tini:
+``/proc/1/exe`` is then that read-only file, which nobody can write through, and nothing of the
+host's.
 
 Its mount point is a file made on the ``/dev`` tmpfs (``devices.py``), not in the image, so the
 container's upper layer stays clean. The bind is made before ``pivot_root``: afterwards the
-host's files are out of reach. The launcher execs it once every step is done (``launch.py``).
+host's files are out of reach. The container's first process execs it once every step is done
+(``init.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import os
 from dataclasses import dataclass
 
 from labkit.errors import LabError
-from labkit.runtime.spec import LAB_ERROR, Step
+from labkit.kernel.syscalls import CLONE_NEWNS, TMPFS_MAGIC, filesystem_type
+from labkit.runtime.spec import Step
 from labkit.runtime.steps.rootfs import bind, inside
-from labkit.syscalls import CLONE_NEWNS, TMPFS_MAGIC, filesystem_type
 
 INIT_PATH = "/dev/init"
 
@@ -44,14 +46,13 @@ class StaticInit(Step):
     def __post_init__(self) -> None:
         if not os.path.isfile(self.binary):
             raise LabError(f"the container's init {self.binary} is missing: it is built by "
-                           f"labkit.runtime.container.init_binary()", exit_code=LAB_ERROR)
+                           f"labkit.engine.builds.static_init()")
 
     def apply(self) -> None:
         dev = inside(self.root, "/dev")
         if filesystem_type(dev) != TMPFS_MAGIC:
             raise LabError(f"{dev} is not the runtime's /dev tmpfs: the Devices step comes "
-                           f"first, or the init's mount point would land in the upper layer",
-                           exit_code=LAB_ERROR)
+                           f"first, or the init's mount point would land in the upper layer")
         target = inside(self.root, INIT_PATH)
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o755))
         bind(self.binary, target, read_only=True)

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.show import Mark, Table
-
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 DIR, OPAQUE_DIR, FILE, SYMLINK, WHITEOUT, SPECIAL = (
@@ -122,13 +120,6 @@ class LayerDiff:
     deleted: tuple[str, ...] = ()
     opaque: tuple[str, ...] = ()
 
-    def table(self) -> Table:
-        rows = [[change, path] for change in ("added", "changed", "deleted", "opaque")
-                for path in getattr(self, change)]
-        return Table("Layer diff", ["change", "path"], rows,
-                     note="deleted = a whiteout (char device 0/0); "
-                          "opaque = trusted.overlay.opaque=y, the lowers hidden inside")
-
 
 def diff(upper: str | Path, lowers: Sequence[str | Path]) -> LayerDiff:
     """Compare an upper directory with the lowers (top first) it was mounted over."""
@@ -146,22 +137,3 @@ def diff(upper: str | Path, lowers: Sequence[str | Path]) -> LayerDiff:
         elif what not in DIRECTORIES or below[index][path] not in DIRECTORIES:
             found["changed"].append(path)
     return LayerDiff(**{change: tuple(paths) for change, paths in found.items()})
-
-
-def stack_table(layers: Sequence[str | Path], names: Sequence[str] | None = None) -> Table:
-    """The stack as a picture: each path, what every layer (top first) has there, who wins.
-
-    A row for every path any layer holds, so what is hidden shows too; the cell of the layer
-    the merged view takes it from is marked, and the last column names that layer.
-    """
-    names = list(names or [Path(layer).name for layer in layers])
-    stack = [entries(layer) for layer in layers]
-    rows = []
-    for path in sorted({path for layer in stack for path in layer}):
-        winner = origin(path, stack)
-        cells = [Mark(layer[path], True) if index == winner else layer.get(path, "")
-                 for index, layer in enumerate(stack)]
-        rows.append([path, *cells, "(hidden)" if winner is None else names[winner]])
-    return Table("Layer stack, top first", ["path", *names, "merged view"], rows,
-                 note="a whiteout deletes a path of the layers below it; an opaque dir hides "
-                      "everything they have inside it")

@@ -1,7 +1,7 @@
 """Lesson 06: images and containers. docker's commands re-read with the lab's own, then
 ``chroot`` against ``pivot_root``.
 
-The notebook drives real containers through ``labkit.containers`` and the ``labkit`` command;
+The notebook drives real containers through ``labkit.engine.containers`` and the ``labkit`` command;
 this module holds what it needs besides: a replayed terminal for the command line, a look at a
 container's root mount, a chroot jail to escape from, the claims and the exercise.
 
@@ -20,19 +20,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from labkit import containers, inspect, layers, samples, store
-from labkit.checks import Exercise, expect
+from labkit.engine import containers, layers, store
 from labkit.errors import LabError
-from labkit.inspect import Mount, NamespacePair
-from labkit.lessons.layers import busybox_image, lowers_of
+from labkit.kernel import process, procfs
+from labkit.kernel.procfs import Mount, NamespacePair
+from labkit.lessons import samples
+from labkit.lessons.checks import Exercise, expect
+from labkit.lessons.terminal import Transcript, replay
+from labkit.lessons.union_filesystems import busybox_image, lowers_of
 from labkit.show import Table
-from labkit.terminal import Transcript, replay
 
 CONTAINER_PREFIX = "l06-"
 REPOSITORY_PREFIX = "lab06/"
 ISOLATED = ("ipc", "mnt", "net", "pid", "uts")  # docker run --network none: loopback only
-ESCAPE = "chroot_escape"  # the C program beside this module
-ESCAPE_SOURCE = Path(__file__).resolve().with_name(f"{ESCAPE}.c")
+ESCAPE = "06_chroot_escape"  # the C sample that climbs out of a chroot
+ESCAPE_SOURCE = samples.SAMPLES_DIR / f"{ESCAPE}.c"
 SESSION_SECONDS = 60
 CURSOR_QUERY = "\x1b[6n"
 
@@ -64,7 +66,7 @@ def session(typed: Sequence[str]) -> Transcript:
 
 def root_mount(container: containers.Container) -> Mount:
     """The mount that is ``/`` for the container's processes, as its PID 1 sees it."""
-    table = inspect.mounts(container.state.init_pid)
+    table = procfs.mounts(container.state.init_pid)
     return next(mount for mount in reversed(table) if mount.mount_point == "/")
 
 
@@ -85,11 +87,10 @@ def upper_dir(container: containers.Container) -> Path:
 def still_running(container: containers.Container) -> bool:
     """Whether the container's PID 1, that very process (its start time tells), still runs."""
     try:
-        with open(f"/proc/{container.state.init_pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+        init = process.stat(container.state.init_pid)
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return fields[0] != "Z" and int(fields[19]) == container.state.init_start
+    return init.running and init.start_time == container.state.init_start
 
 
 def options_table(mount: Mount) -> Table:
@@ -121,7 +122,7 @@ def layers_table(image: store.Image, parent: store.Image) -> Table:
 
 def escape_program() -> Path:
     """The chroot escape, compiled (static) once and cached like the C samples."""
-    return samples.build(ESCAPE, samples_dir=ESCAPE_SOURCE.parent, static=True)
+    return samples.build(ESCAPE, static=True)
 
 
 def make_jail(root: Path, escape: Path) -> Path:
@@ -147,7 +148,7 @@ def chroot_session(jail: Path, typed: Sequence[str]) -> Transcript:
     return replace(session, text=session.text.replace(CURSOR_QUERY, ""))
 
 
-def escape_in_container(escape: Path, *paths: str) -> containers.Result:
+def escape_in_container(escape: Path, *paths: str) -> containers.Outcome:
     """The same program, bind-mounted read-only into a lab container, run there."""
     return containers.run("busybox", ["/escape", *paths], volumes=[f"{escape}:/escape:ro"],
                           remove=True)

@@ -12,7 +12,7 @@ dies. So the command runs under a small supervisor, a separate single-threaded p
    reaps them all, then exits with the command's exit status.
 
 It adds no namespace of its own, so the command sees exactly what it would see without it.
-The caller's side is ``run()``: ``python -m labkit.supervisor`` is the supervisor itself.
+The caller's side is ``run()``: ``python -m labkit.lessons.supervisor`` is the supervisor itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from labkit import syscalls
+from labkit.kernel import syscalls
+from labkit.kernel.process import exit_code, stat
 
 DEFAULT_TIMEOUT = 10.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -49,7 +50,7 @@ def command(argv: list[str], *, terminal: bool = False) -> list[str]:
     """The argv that runs ``argv`` under the supervisor; ``terminal`` makes its stdin the
     controlling terminal (it must be a tty, and the supervisor a session leader)."""
     flags = ["--terminal"] if terminal else []
-    return [sys.executable, "-m", "labkit.supervisor", *flags, "--", *argv]
+    return [sys.executable, "-m", "labkit.lessons.supervisor", *flags, "--", *argv]
 
 
 def run(argv: list[str], *, timeout: float = DEFAULT_TIMEOUT) -> Run:
@@ -110,7 +111,7 @@ def supervise(argv: list[str], *, terminal: bool) -> int:
     while child not in statuses and signal.sigwaitinfo(wake_on).si_signo == signal.SIGCHLD:
         _collect(statuses, block=False)
     _kill_descendants(statuses)
-    return _exit_code(statuses[child])
+    return exit_code(statuses[child])
 
 
 def _kill_descendants(statuses: dict[int, int]) -> None:
@@ -156,26 +157,19 @@ def _parents() -> list[tuple[int, int]]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()  # the name may hold ") "
+                pairs.append((int(entry.name), stat(entry.name).parent))
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            pairs.append((int(entry.name), int(fields[1])))
     return pairs
 
 
-def _exit_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 + the killing signal."""
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
-
 
 def main(args: list[str]) -> int:
-    """``python -m labkit.supervisor [--terminal] -- COMMAND [ARG...]``"""
+    """``python -m labkit.lessons.supervisor [--terminal] -- COMMAND [ARG...]``"""
     terminal = args[:1] == ["--terminal"]
     argv = args[1:] if terminal else args
     if argv[:1] != ["--"] or len(argv) < 2:
-        print("usage: python -m labkit.supervisor [--terminal] -- COMMAND [ARG...]",
+        print("usage: python -m labkit.lessons.supervisor [--terminal] -- COMMAND [ARG...]",
               file=sys.stderr)
         return 2
     return supervise(argv[1:], terminal=terminal)

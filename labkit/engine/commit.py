@@ -19,7 +19,7 @@ So the new image is the old one plus exactly one layer, a copy of that upper:
   mount namespace, so nothing written to them went through to the upper. Only the empty
   directory (or file) made as a volume's mount point, when the image had none, is in the upper,
   and is kept, as ``docker commit`` keeps it;
-- the layer is named by its content digest like any other (``labkit.digest``), built in the
+- the layer is named by its content digest like any other (``labkit.engine.digest``), built in the
   store's ``tmp/`` and renamed into place, and the image's config is written atomically, all
   under the store's lock: a killed commit leaves only debris in ``tmp/``, which the next command
   removes.
@@ -44,10 +44,9 @@ import shutil
 import stat
 from pathlib import Path
 
-from labkit import store
-from labkit.containers import environment
+from labkit.engine import store
+from labkit.engine.layers import OPAQUE_XATTR
 from labkit.errors import LabError
-from labkit.layers import OPAQUE_XATTR
 
 OVERLAY_XATTRS = "trusted.overlay."  # the kernel's bookkeeping, all but the opaque marker
 ATTEMPTS = 3  # copies of a file that keeps changing under a running container, before giving up
@@ -79,7 +78,7 @@ def commit(container: str, reference: str) -> store.Image:
 def image_env(config: store.ContainerConfig) -> list[str]:
     """The container's environment as ``NAME=VALUE`` lines, less what any container would be
     given anyway (its own HOSTNAME, TERM with a terminal, the default PATH and HOME)."""
-    defaults = environment([], [], config.hostname, config.tty)
+    defaults = store.environment([], [], config.hostname, config.tty)
     return [f"{name}={value}" for name, value in config.env.items()
             if defaults.get(name) != value]
 
@@ -224,10 +223,3 @@ def _remove(target: str) -> None:
         shutil.rmtree(target)
     elif os.path.lexists(target):
         os.unlink(target)
-
-
-def command(args) -> int:
-    """``labkit commit CONTAINER IMAGE``: print the new image's digest, as docker does."""
-    image = commit(args.container, args.image)
-    print(image.digest)
-    return 0

@@ -1,18 +1,18 @@
 """Containers: docker's verbs as Python calls, shared by the notebooks and ``labkit``.
 
-    from labkit import containers
+    from labkit.engine import containers
     containers.run("busybox", ["hostname"]).stdout         # foreground: wait, get the output
     web = containers.run("busybox", ["sh", "-c", "echo hi; sleep 100"], detach=True,
                          name="web")
     containers.logs("web")                                  # 'hi\\n'
     containers.exec("web", ["ps"]).stdout
-    containers.table(containers.ps(all=True))               # what `labkit ps -a` shows
+    show.containers(containers.ps(all=True))                # what `labkit ps -a` shows
     containers.stop("web"); containers.rm("web")
 
-A container is a directory in the store (``labkit.store``: config, state, upper layer, log) and,
-while it runs, a monitor process (``labkit.monitor``) that holds it. Every call here is a short
-conversation with those two: the store is read, or changed under its lock; a running container
-is reached through its monitor's socket, which is also how a call waits for it to end.
+A container is a directory in the store (``labkit.engine.store``: config, state, upper layer,
+log) and, while it runs, a monitor process (``labkit.engine.monitor``) that holds it. Every call
+here is a short conversation with those two: the store is read, or changed under its lock; a running
+container is reached through its monitor's socket, which is also how a call waits for it to end.
 
 Nothing here unshares or mounts, nor forks the caller: the monitor and the ``exec`` helper are
 fresh processes started with subprocess, so a Jupyter kernel may call all of it. The one
@@ -23,7 +23,6 @@ passes, a single-threaded process of the lab's own.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -32,15 +31,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from labkit import enter, monitor, names, store
+from labkit.engine import monitor, names, store
+from labkit.engine.frames import Connection, Kind
 from labkit.errors import LabError
-from labkit.frames import Connection, Kind
-from labkit.runtime.spec import DEFAULT_PATH, LAB_ERROR, Spec
-
-if TYPE_CHECKING:
-    from labkit.show import Table
+from labkit.kernel.process import shell_code
+from labkit.runtime.exec import argv as joining_argv
+from labkit.runtime.spec import Spec
 
 DEAD = "dead"  # its state says running, but its monitor is gone: `labkit gc` tidies it up
 STOP_TIMEOUT = 10.0  # docker's grace period between SIGTERM and SIGKILL
@@ -77,7 +74,7 @@ class Container:
 
 
 @dataclass(frozen=True)
-class Result:
+class Outcome:
     """What a container (or an ``exec``) printed, and how it ended. ``error`` is the lab's
     one-line reason when the lab, not the command, failed (exit codes 125, 126, 127)."""
 
@@ -102,11 +99,11 @@ class LogEntry:
 def run(image: str, command: Sequence[str] | None = None, *, detach: bool = False,
         input: str | None = None, name: str | None = None, env: Sequence[str] = (),
         volumes: Sequence[str] = (), hostname: str | None = None,
-        remove: bool = False) -> Result | Container:
+        remove: bool = False) -> Outcome | Container:
     """``docker run``: a new container of ``image`` running ``command`` (the image's CMD by
     default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``.
 
-    In the foreground, wait for it and return its ``Result``; ``input`` goes to its stdin.
+    In the foreground, wait for it and return its ``Outcome``; ``input`` goes to its stdin.
     With ``detach=True``, return the running ``Container`` at once.
     """
     config, connection = launch(image, command, attach=not detach, name=name, env=env,
@@ -172,7 +169,7 @@ def _new_config(lab: store.Store, image_reference: str, command: Sequence[str] |
     return store.ContainerConfig(
         id=container_id, name="", image=image.reference, image_digest=image.digest,
         layers=list(image.layers), command=command,
-        env=environment(image.env, env, hostname, tty), workdir=image.workdir,
+        env=store.environment(image.env, env, hostname, tty), workdir=image.workdir,
         hostname=hostname, volumes=[parse_volume(volume) for volume in volumes], tty=tty,
         interactive=interactive, auto_remove=remove, created=store.timestamp())
 
@@ -187,24 +184,6 @@ def _free_name(lab: store.Store, wanted: str | None) -> str:
                        f"{names.short(taken[wanted])}: choose another, or remove that one "
                        f"(labkit rm {wanted})")
     return wanted
-
-
-def environment(image_env: Sequence[str], assignments: Sequence[str], hostname: str,
-                tty: bool) -> dict[str, str]:
-    """The command's environment, built as docker builds it: a default PATH, HOSTNAME and
-    (with a terminal) TERM, then the image's variables, then each ``-e``: ``NAME=VALUE``, or
-    ``NAME`` alone to pass on the caller's value, if it has one. HOME last, if still unset."""
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, **({"TERM": "xterm"} if tty else {})}
-    for assignment in [*image_env, *assignments]:
-        key, equals, value = assignment.partition("=")
-        if not key or "\0" in assignment:
-            raise LabError(f"invalid environment variable {assignment!r}: use NAME=VALUE")
-        if equals:
-            env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
-    env.setdefault("HOME", "/root")
-    return env
 
 
 def parse_volume(text: str) -> tuple[str, str, bool]:
@@ -223,13 +202,14 @@ def parse_volume(text: str) -> tuple[str, str, bool]:
 def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     """The runtime's spec for the container: every step of a full container, its own layers
     and paths, and with -t a terminal of its own."""
+    from labkit.engine.builds import static_init
     from labkit.runtime.container import steps_for
     from labkit.runtime.steps.console import Console
 
     directory = lab.container_dir(config.id)
     layers = [lab.layer_tree(digest) for digest in reversed(config.layers)]
     steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
-                      config.volumes, config.workdir)
+                      config.volumes, config.workdir, init=static_init())
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
 
 
@@ -251,7 +231,7 @@ def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool) -> Con
     if first is None:
         connection.close()
         raise LabError("the container's monitor ended before it could start the container: "
-                       "see labkit ps -a", exit_code=LAB_ERROR)
+                       "see labkit ps -a")
     if first.kind == Kind.EXIT and not attach:
         connection.close()
         end = first.fields()
@@ -266,7 +246,7 @@ def _settle(lab: store.Store, container_id: str) -> None:
         monitor.wait_gone(directory)
 
 
-def _collect(container_id: str, connection: Connection, input: str | None) -> Result:
+def _collect(container_id: str, connection: Connection, input: str | None) -> Outcome:
     """Feed ``input``, gather the output until the monitor has exited, and the exit code."""
     if input is not None:
         connection.send(Kind.STDIN, input.encode())
@@ -279,10 +259,9 @@ def _collect(container_id: str, connection: Connection, input: str | None) -> Re
         elif frame.kind == Kind.EXIT:
             end = frame.fields()
     if end is None:
-        raise LabError("the container's monitor ended without its exit code: see labkit ps -a",
-                       exit_code=LAB_ERROR)
+        raise LabError("the container's monitor ended without its exit code: see labkit ps -a")
     stdout, stderr = (output[kind].decode(errors="replace") for kind in output)
-    return Result(container_id, end["exit_code"], stdout, stderr, end["error"])
+    return Outcome(container_id, end["exit_code"], stdout, stderr, end["error"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,52 +299,6 @@ def _view(lab: store.Store, container_id: str) -> Container:
     config, state = lab.container_config(container_id), lab.container_state(container_id)
     status = DEAD if state.status == store.RUNNING and not holds else state.status
     return Container(config, state, status)
-
-
-def table(containers: Sequence[Container]) -> Table:
-    """The containers as ``docker ps`` shows them."""
-    from labkit.show import Table
-
-    rows = [[c.short_id, c.config.image, _command_cell(c.config.command), _ago(c.config.created),
-             _status_cell(c), c.name] for c in containers]
-    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
-
-
-def _command_cell(command: list[str]) -> str:
-    text = " ".join(command)
-    return f'"{text if len(text) <= 20 else text[:19] + "…"}"'
-
-
-def _status_cell(container: Container) -> str:
-    state = container.state
-    if container.status == store.RUNNING:
-        return f"Up {_duration(state.started_at)}"
-    if container.status == store.EXITED:
-        return f"Exited ({state.exit_code}) {_ago(state.finished_at)}"
-    return container.status.capitalize()
-
-
-def _ago(when: str) -> str:
-    return f"{_duration(when)} ago"
-
-
-def _duration(since: str) -> str:
-    """How long ago ``since`` was, in docker's words: 5 seconds, About a minute, 3 hours."""
-    from datetime import UTC, datetime
-
-    seconds = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
-    minutes, hours = int(seconds // 60), int(seconds / 3600 + 0.5)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return f"{int(seconds)} second{'' if int(seconds) == 1 else 's'}"
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    if hours == 1:
-        return "About an hour"
-    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,19 +404,19 @@ def exec_argv(container: Container, command: Sequence[str],
     """The ``exec`` helper's command line, for ``command`` in the running ``container``."""
     if not command:
         raise LabError("no command to run: give one after the container")
-    return enter.argv(container.state.init_pid, container.state.init_start, list(command),
-                      container.config.env, container.config.workdir, console_fd)
+    return joining_argv(container.state.init_pid, container.state.init_start, list(command),
+                        container.config.env, container.config.workdir, console_fd)
 
 
-def exec(reference: str, command: Sequence[str], *, input: str | None = None) -> Result:
+def exec(reference: str, command: Sequence[str], *, input: str | None = None) -> Outcome:
     """``docker exec``: run ``command`` in a running container's namespaces, and wait."""
     container = running(reference)
     done = subprocess.run(exec_argv(container, command), input=input or "",
                           capture_output=True, text=True, errors="replace")
-    code = done.returncode if done.returncode >= 0 else 128 - done.returncode
+    code = shell_code(done.returncode)
     lab_failed = code in (125, 126, 127) and done.stderr.startswith("labkit: ")
     error = done.stderr.strip().removeprefix("labkit: ") if lab_failed else None
-    return Result(container.id, code, done.stdout, done.stderr, error)
+    return Outcome(container.id, code, done.stdout, done.stderr, error)
 
 
 def attach(reference: str) -> tuple[Container, Connection]:
@@ -502,23 +435,23 @@ def attach(reference: str) -> tuple[Container, Connection]:
 
 def commit(reference: str, image: str) -> store.Image:
     """``docker commit``: the new image ``image`` is the container's image plus one layer, a
-    copy of the container's upper (``labkit.commit``). Return it."""
-    from labkit.commit import commit as commit_container
+    copy of the container's upper (``labkit.engine.commit``). Return it."""
+    from labkit.engine.commit import commit as commit_container
 
     return commit_container(reference, image)
 
 
 def rmi(image: str) -> list[str]:
     """``docker rmi``: remove an image; return the digests of the layers that went with it
-    (``labkit.rmi``)."""
-    from labkit.rmi import rmi as remove_image
+    (``labkit.engine.rmi``)."""
+    from labkit.engine.rmi import rmi as remove_image
 
     return remove_image(image)
 
 
 def gc() -> list[str]:
-    """``labkit gc``: make the store agree with what runs after a crash (``labkit.gc``), in a
-    process of its own; return what it did, line by line."""
-    from labkit.gc import in_fresh_process
+    """``labkit gc``: make the store agree with what runs after a crash
+    (``labkit.engine.reconcile``), in a process of its own; return what it did, line by line."""
+    from labkit.engine.reconcile import in_fresh_process
 
     return in_fresh_process()

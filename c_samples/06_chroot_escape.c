@@ -1,5 +1,5 @@
 /*
- * chroot_escape.c - walk out of a chroot from inside it (lesson 06).
+ * 06_chroot_escape.c - walk out of a chroot from inside it (lesson 06).
  *
  * chroot() changes one thing: where this process resolves "/". Its working directory stays
  * where it was, and the kernel stops a walk up ".." only at the root it meets on the way.
@@ -11,7 +11,7 @@
  * After pivot_root the top of the mount namespace *is* the container's root, and the host's
  * old root was detached: the same walk ends at the container's own "/", with nothing above.
  *
- * Usage: chroot_escape PATH...
+ * Usage: 06_chroot_escape PATH...
  * It escapes, lists what "/" holds then, and says for each PATH whether it can be reached.
  * It only looks: it changes nothing but its own root, and makes one empty directory.
  * Built static, so it runs where there is no C library: in a jail, in a container.

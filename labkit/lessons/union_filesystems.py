@@ -23,12 +23,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import baseimage, layers, store
-from labkit.checks import Exercise, expect
+from labkit import show
+from labkit.engine import baseimage, layers, store
 from labkit.errors import LabError
+from labkit.lessons import merged_view
+from labkit.lessons.checks import Exercise, expect
+from labkit.lessons.terminal import Transcript, replay
 from labkit.runtime.steps import overlay
 from labkit.show import Table
-from labkit.terminal import Transcript, replay
 
 ARTICLE = {"d1": {"a": "a\n", "b": "b1\n"}, "d2": {"b": "b2\n", "c": "c\n"}}
 
@@ -63,7 +65,7 @@ class Bench:
 
     def run_argv(self, argv: Sequence[str], lowers: Sequence[Path] | None = None,
                  upper: Path | None = None) -> str:
-        done = overlay.run(self.lowers if lowers is None else lowers, upper or self.upper,
+        done = merged_view.run(self.lowers if lowers is None else lowers, upper or self.upper,
                            self.work, self.mnt, argv)
         if done.returncode != 0:
             raise LabError(f"{argv[-1]!r} failed in the overlay (exit {done.returncode}): "
@@ -73,7 +75,7 @@ class Bench:
     def session(self, typed: Sequence[str], lowers: Sequence[Path] | None = None,
                 upper: Path | None = None) -> Transcript:
         """Type ``typed`` into a shell standing in the merged view, as in the article."""
-        argv = overlay.helper_argv(self.lowers if lowers is None else lowers,
+        argv = merged_view.helper_argv(self.lowers if lowers is None else lowers,
                                    upper or self.upper, self.work, self.mnt, SHELL)
         return replay(argv, typed)
 
@@ -145,7 +147,7 @@ def held(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> Itera
     The helper's command waits for the end of its input, so the mount lasts exactly as long
     as the ``with`` block.
     """
-    helper = overlay.start(lowers, upper, work, target, ["sh", "-c", "echo ready; read line"],
+    helper = merged_view.start(lowers, upper, work, target, ["sh", "-c", "echo ready; read line"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     with helper:
@@ -196,7 +198,7 @@ def xattrs(path: str | Path) -> dict[str, bytes]:
 
 def listing(stack: Sequence[Path], names: Sequence[str]) -> Table:
     """What each layer holds, top first, without saying which one the merged view shows."""
-    picture = layers.stack_table(stack, names)
+    picture = show.layer_stack(stack, names)
     rows = [[str(cell) for cell in row[:-1]] for row in picture.rows]
     return Table("Layers, top first", picture.columns[:-1], rows)
 
@@ -406,7 +408,7 @@ def exercise_stack(root: str | Path) -> list[Path]:
         for file in files:
             Path(root, name, file).parent.mkdir(exist_ok=True)
             Path(root, name, file).write_text(f"{name}\n")
-    done = overlay.run(stack[1:], stack[0], work, mnt, ["sh", "-c", _TOP_COMMANDS])
+    done = merged_view.run(stack[1:], stack[0], work, mnt, ["sh", "-c", _TOP_COMMANDS])
     if done.returncode != 0:
         raise LabError(f"could not make the top layer: {done.stderr.strip()}")
     return stack
@@ -431,6 +433,6 @@ EXERCISE = Exercise(
               "inside it.",
     solution_text="answer = {'a': 'top', 'b': 'middle', 'c': None, 'd': 'bottom', "
                   "'dir/y': None, 'dir/z': 'top'}  # c: the top's whiteout hides middle's and "
-                  "bottom's c; dir/y: the top's dir is opaque. layers.stack_table(stack, "
+                  "bottom's c; dir/y: the top's dir is opaque. show.layer_stack(stack, "
                   "lesson.EXERCISE_LAYERS) draws the same answer from the layers.",
 )

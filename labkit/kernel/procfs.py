@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from labkit.errors import LabError
-from labkit.mountinfo import unescape
+from labkit.kernel.mountinfo import unescape
 
 # ---------------------------------------------------------------------------------------------
 # The process itself

@@ -24,32 +24,33 @@ it unmounts in its own mount namespace, which a Jupyter kernel must never do.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
-from labkit import baseimage, containers, gc, names, store
+from labkit.engine import baseimage, containers, names, reconcile, store
 from labkit.errors import LabError
 
 KEPT = (store.MARKER, "lock")  # what makes the directory a store, and the lock reset holds
 
 
-def command(args) -> int:
-    """``labkit reset``: say what each step did."""
+def reset(progress: baseimage.Progress = baseimage.quiet) -> Iterator[str]:
+    """Take the lab back to what setup made, step by step; each step says what it did, as a
+    line, once it is done."""
     root = store.reading().root  # checked first: a directory that is not a store is refused
     stopped = stop_monitored()
-    unmounted = [point for point, _ in gc.unmount_strays(root)]
+    unmounted = [point for point, _ in reconcile.unmount_strays(root)]
     with store.writing() as lab:
-        stopped += [_name(lab, container_id) for container_id in gc.kill_unmonitored(lab)]
-        print(f"stopped {_count(stopped, 'container')}: {', '.join(sorted(stopped))}"
-              if stopped else "no container was running")
+        stopped += [_name(lab, container_id) for container_id in reconcile.kill_unmonitored(lab)]
+        yield (f"stopped {_count(stopped, 'container')}: {', '.join(sorted(stopped))}"
+               if stopped else "no container was running")
         if unmounted:
-            print(f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}")
+            yield f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}"
         removed = empty(lab)
-        print(f"emptied the store {lab.root} ({', '.join(removed)})")
+        yield f"emptied the store {lab.root} ({', '.join(removed)})"
         lab.create()
-        image, _ = baseimage.build(lab)
+        image, _ = baseimage.build(lab, progress=progress)
         size = store.human_size(lab.image_size(image))
-    print(f"built {image.reference} {store.short(image.digest)} ({size})")
-    print("the lab is as new; labkit doctor checks the machine")
-    return 0
+    yield f"built {image.reference} {store.short(image.digest)} ({size})"
+    yield "the lab is as new; labkit doctor checks the machine"
 
 
 def _count(items: list, noun: str) -> str:
@@ -80,7 +81,7 @@ def empty(lab: store.Store) -> list[str]:
     if any(container.status == store.RUNNING for container in containers.ps()):
         raise LabError("a container was started while the lab was being reset: "
                        "run labkit reset again")
-    if gc.stray_mounts(lab.root):
+    if reconcile.stray_mounts(lab.root):
         raise LabError("something was mounted under the store while the lab was being reset: "
                        "run labkit reset again")
     removed = []

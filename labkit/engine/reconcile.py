@@ -1,10 +1,11 @@
 """``gc``: make the store agree with what really runs, after a crash or a ``kill -9``.
 
 The store records what should be; processes and mounts are what is. Normally a container's
-monitor keeps the two in step (``labkit.monitor``), but a monitor can be killed, a machine can
-lose power, a command can die half-way. Then the store says "running" of a container that is
-not, a container runs on with nobody to take its output, a half-written layer lies in ``tmp/``.
-``labkit gc`` looks at reality and tidies up, in this order, each step making the next safe:
+monitor keeps the two in step (``labkit.engine.monitor``), but a monitor can be killed, a
+machine can lose power, a command can die half-way. Then the store says "running" of a container
+that is not, a container runs on with nobody to take its output, a half-written layer lies in
+``tmp/``. ``labkit gc`` looks at reality and tidies up, in this order, each step making the next
+safe:
 
 1. **stray mounts**: the lab's mounts live in containers' own mount namespaces and die with
    them, so the host's table should hold none of the store's. Any it holds (an overlay whose
@@ -40,9 +41,10 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from labkit import inspect, monitor, names, store, syscalls
-from labkit.boot import python_argv
+from labkit.engine import monitor, names, store
 from labkit.errors import LabError
+from labkit.kernel import procfs, syscalls
+from labkit.runtime.boot import python_argv
 from labkit.runtime.steps.overlay import clear_work
 
 KILLED = 128 + signal.SIGKILL
@@ -70,12 +72,6 @@ def collect() -> list[str]:
     return done or [NOTHING]
 
 
-def command(args) -> int:
-    """``labkit gc``"""
-    print("\n".join(collect()))
-    return 0
-
-
 def in_fresh_process() -> list[str]:
     """``labkit gc`` in a process of its own, for a caller that must not unmount (a notebook's
     kernel); return what it printed, line by line."""
@@ -90,10 +86,10 @@ def in_fresh_process() -> list[str]:
 # 1. Stray mounts
 
 
-def stray_mounts(root: Path) -> list[inspect.Mount]:
+def stray_mounts(root: Path) -> list[procfs.Mount]:
     """The mounts of this mount namespace that belong to the store at ``root``: an overlay whose
     upper is in it, or anything mounted under it (not on it: the store may be a tmpfs)."""
-    return [mount for mount in inspect.mounts(os.getpid())
+    return [mount for mount in procfs.mounts(os.getpid())
             if _under(mount.mount_point, root)
             or (mount.fs_type == "overlay" and _under(_option(mount, "upperdir"), root))]
 
@@ -114,7 +110,7 @@ def _under(path: str | None, root: Path) -> bool:
                                     for form in (root, root.resolve()))
 
 
-def _option(mount: inspect.Mount, name: str) -> str | None:
+def _option(mount: procfs.Mount, name: str) -> str | None:
     for option in mount.super_options:
         key, _, value = option.partition("=")
         if key == name:
@@ -176,7 +172,7 @@ def _container_of(pid: int, roots: dict[str, str | None], containers_dir: Path) 
 
 def _root_of(pid: int, containers_dir: Path) -> str | None:
     """The directory name of the container whose overlay is ``pid``'s root, if it is one."""
-    for mount in inspect.mounts(pid):
+    for mount in procfs.mounts(pid):
         upper = _option(mount, "upperdir") if mount.fs_type == "overlay" else None
         if mount.mount_point == "/" and upper is not None:
             container = Path(upper).parent

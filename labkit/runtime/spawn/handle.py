@@ -5,7 +5,7 @@ A cold launcher's handle is a ``subprocess.Popen``: it turns ``stdin=``, ``stdou
 the warm helper (``warm.py``) or by a container's monitor (``forked.py``) takes the same
 arguments and its handle must behave the same, so that a container gives the same ``Result``
 however it was started: ``child_streams`` makes the descriptors, and ``Handle`` is the part of
-Popen that ``api.Container`` uses, but for how each kind waits and signals.
+Popen that ``api.ContainerProcess`` uses, but for how each kind waits and signals.
 """
 
 from __future__ import annotations

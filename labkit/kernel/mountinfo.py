@@ -1,7 +1,7 @@
 """``/proc/PID/mountinfo``, the kernel's list of what is mounted where: its escapes, and the
 mount points alone.
 
-``inspect.py`` parses every field of it, for the lessons' tables. The store only needs to know
+``procfs.py`` parses every field of it, for the lessons' tables. The store only needs to know
 whether anything is mounted under a directory before it deletes one, and asks that in a
 container's monitor at its busiest moment, so this module stays small.
 """

@@ -15,8 +15,8 @@ session can point the whole lab at a temporary store and never touch a learner's
         upper/ work/            its writable layer, and the overlay's work directory beside it
         merged/                 where its root filesystem is mounted, in its own namespace only
         log                     its output, one JSON object per chunk: time, stream, text
-        attach.sock             its monitor's socket (labkit.monitor), while it has one
-      cache/samples/            compiled C samples (labkit.samples)
+        attach.sock             its monitor's socket (labkit.engine.monitor), while it has one
+      cache/samples/            compiled C samples (labkit.lessons.samples)
       tmp/                      work in progress; whatever is here when the lock is taken was
                                 left by a killed command, and is removed
 
@@ -37,19 +37,21 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labkit import names, syscalls
+from labkit.engine import names
 from labkit.errors import LabError
-from labkit.mountinfo import mount_points
+from labkit.kernel import syscalls
+from labkit.kernel.mountinfo import mount_points
+from labkit.runtime.spec import DEFAULT_PATH
 
 DEFAULT_HOME = "/var/lib/labkit"
 MARKER = "labkit-store"
-_MARKER_TEXT = "This directory is a labkit store (Namespace Lab): see labkit/store.py.\n"
+_MARKER_TEXT = "This directory is a labkit store (Namespace Lab): see labkit/engine/store.py.\n"
 _USE_ANOTHER = "point LABKIT_HOME at another directory (unset, it is /var/lib/labkit)"
 
 
@@ -173,7 +175,9 @@ class Store:
         A layer with the same digest is the same content: it is kept, and ``tree`` is left
         for its staging directory to remove.
         """
-        from labkit.digest import tree_digest  # tarfile and hashlib: not on `labkit run`'s path
+        from labkit.engine.digest import (
+            tree_digest,  # tarfile and hashlib: not on `labkit run`'s path
+        )
 
         digest, size = tree_digest(tree)
         if self.layer_dir(digest).exists():
@@ -463,21 +467,27 @@ class ContainerState:
     error: str | None = None
 
 
+def environment(image_env: Sequence[str], assignments: Sequence[str], hostname: str,
+                tty: bool) -> dict[str, str]:
+    """The command's environment, built as docker builds it: a default PATH, HOSTNAME and
+    (with a terminal) TERM, then the image's variables, then each ``-e``: ``NAME=VALUE``, or
+    ``NAME`` alone to pass on the caller's value, if it has one. HOME last, if still unset."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, **({"TERM": "xterm"} if tty else {})}
+    for assignment in [*image_env, *assignments]:
+        key, equals, value = assignment.partition("=")
+        if not key or "\0" in assignment:
+            raise LabError(f"invalid environment variable {assignment!r}: use NAME=VALUE")
+        if equals:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    env.setdefault("HOME", "/root")
+    return env
+
+
 def timestamp() -> str:
     """Now, in UTC, as the store writes times: 2024-05-01T12:00:00.123456Z."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def images_command(args) -> int:
-    """``labkit images``: what the store holds, as docker lists it."""
-    from labkit.show import Table, echo
-
-    lab = reading()
-    rows = [[image.repository, image.tag, short(image.digest), str(len(image.layers)),
-             human_size(lab.image_size(image)), image.created] for image in lab.images()]
-    note = "" if rows else "No images yet: labkit image build-base"
-    echo(Table("", ["REPOSITORY", "TAG", "DIGEST", "LAYERS", "SIZE", "CREATED"], rows, note))
-    return 0
 
 
 def short(digest: str) -> str:

@@ -29,27 +29,24 @@ import os
 import signal
 import sys
 
-from labkit.boot import python_argv
-from labkit.errors import LabError
-from labkit.runtime.init import block_signals, restore_signals, supervise
-from labkit.runtime.spec import LAB_ERROR, NOT_EXECUTABLE, NOT_FOUND
+from labkit.errors import LAB_ERROR, LabError
+from labkit.kernel.process import stat
+from labkit.kernel.syscalls import PR_SET_DUMPABLE, prctl, setns
+from labkit.runtime.boot import python_argv
+from labkit.runtime.forking import exit_with
+from labkit.runtime.init import (
+    block_signals,
+    die_with_parent,
+    exec_command,
+    restore_signals,
+    supervise,
+)
 from labkit.runtime.steps.console import take_terminal
 from labkit.runtime.steps.hardening import Hardening
-from labkit.syscalls import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl, setns
 
 # Every namespace kind a container may have of its own; the mount namespace last, as it moves
 # the caller's root. (A user namespace would come first; the lab's containers have none.)
 KINDS = ("cgroup", "ipc", "net", "pid", "time", "uts", "mnt")
-
-
-def start_time(pid: int, proc_dir: int | None = None) -> int:
-    """When the process started, in clock ticks since boot (field 22 of /proc/PID/stat): with
-    its pid, what tells it from a later process given the same pid. ``proc_dir``: an open
-    ``/proc/PID``, to read that very process's file."""
-    path = "stat" if proc_dir is not None else f"/proc/{pid}/stat"
-    with open(path, opener=lambda name, flags: os.open(name, flags, dir_fd=proc_dir)) as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()  # the name, in (), may hold anything
-    return int(fields[19])
 
 
 def argv(init_pid: int, init_start: int | None, command: list[str], env: dict[str, str],
@@ -58,11 +55,11 @@ def argv(init_pid: int, init_start: int | None, command: list[str], env: dict[st
     it sends the master of the command's terminal (``-t``)."""
     request = {"init_pid": init_pid, "init_start": init_start, "command": command, "env": env,
                "workdir": workdir, "console_fd": console_fd}
-    return python_argv("labkit.enter:main", json.dumps(request))
+    return python_argv("labkit.runtime.exec:main", json.dumps(request))
 
 
 def main(args: list[str]) -> int:
-    """``labkit.enter:main REQUEST_JSON``: the helper, started through ``argv``."""
+    """``labkit.runtime.exec:main REQUEST_JSON``: the helper, started through ``argv``."""
     request = json.loads(args[0])
     try:
         namespaces = open_namespaces(request["init_pid"], request["init_start"])
@@ -76,7 +73,7 @@ def main(args: list[str]) -> int:
     signal_mask = block_signals()
     child = os.fork()
     if child == 0:
-        _run_child(request, signal_mask)
+        exit_with(lambda: _command(request, signal_mask))
     if request["console_fd"] is not None:
         os.close(request["console_fd"])  # the child's now: if it fails, the caller sees EOF
     return supervise(child)
@@ -86,13 +83,13 @@ def open_namespaces(init_pid: int, init_start: int | None) -> list[int]:
     """Open the namespaces of the container's init that differ from this process's, in
     ``KINDS`` order; a LabError if that init is gone."""
     gone = LabError(f"the container's init (pid {init_pid}) is gone: the container has "
-                    f"stopped", exit_code=LAB_ERROR)
+                    f"stopped")
     try:
         proc_dir = os.open(f"/proc/{init_pid}", os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
         raise gone from None
     try:
-        if start_time(init_pid, proc_dir) != init_start:
+        if stat(init_pid, proc_dir).start_time != init_start:
             raise gone
         return [os.open(f"ns/{kind}", os.O_RDONLY, dir_fd=proc_dir) for kind in KINDS
                 if os.stat(f"ns/{kind}", dir_fd=proc_dir).st_ino
@@ -103,41 +100,28 @@ def open_namespaces(init_pid: int, init_start: int | None) -> list[int]:
         os.close(proc_dir)
 
 
-def _run_child(request: dict, signal_mask: set[signal.Signals]) -> None:
-    """Become the command, or exit with the code that says why not; never return into the
-    helper's code, which would then run a second time in the child."""
-    code = LAB_ERROR
-    try:
-        code = _command(request, signal_mask)
-    except (LabError, OSError) as error:
-        print(f"labkit: {error}", file=sys.stderr, flush=True)
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
-    finally:
-        os._exit(code)
-
-
 def _command(request: dict, signal_mask: set[signal.Signals]) -> int:
-    """In the child, inside every namespace: harden, then become the command."""
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the helper killed: the command goes too
-    if request["console_fd"] is not None:
-        take_terminal(request["console_fd"])
-    Hardening().apply()
-    command, env = request["command"], request["env"]
+    """In the child, inside every namespace: harden, then become the command; if it cannot,
+    say why in one line and return the code for it."""
     try:
-        os.chdir(request["workdir"])
-    except OSError as error:
-        print(f"labkit: cannot enter the working directory {request['workdir']}: "
-              f"{error.strerror}", file=sys.stderr, flush=True)
-        return LAB_ERROR
+        die_with_parent()  # the helper killed: the command goes too
+        if request["console_fd"] is not None:
+            take_terminal(request["console_fd"])
+        Hardening().apply()
+        _enter(request["workdir"])
+    except (LabError, OSError) as error:
+        return _fail(LAB_ERROR, str(error))
     restore_signals(signal_mask)
+    return _fail(*exec_command(request["command"], request["env"]))
+
+
+def _enter(workdir: str) -> None:
     try:
-        os.execvpe(command[0], command, env)
-    except (FileNotFoundError, NotADirectoryError):
-        where = "" if "/" in command[0] else f" in PATH={env.get('PATH', os.defpath)}"
-        print(f"labkit: {command[0]}: command not found{where}", file=sys.stderr, flush=True)
-        return NOT_FOUND
+        os.chdir(workdir)
     except OSError as error:
-        print(f"labkit: {command[0]}: cannot execute it: {error.strerror}", file=sys.stderr,
-              flush=True)
-        return NOT_EXECUTABLE
+        raise LabError(f"cannot enter the working directory {workdir}: {error.strerror}") from None
+
+
+def _fail(code: int, why: str) -> int:
+    print(f"labkit: {why}", file=sys.stderr, flush=True)
+    return code

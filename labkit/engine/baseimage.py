@@ -17,10 +17,11 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labkit import show, store
+from labkit.engine import store
 from labkit.errors import LabError
 
 BUSYBOX = Path("/bin/busybox")
@@ -39,33 +40,28 @@ _ETC = {
 }
 _INSTALL = "install busybox-static (apt-get install busybox-static)"
 
-
-def build_command(args) -> int:
-    """``labkit image build-base``: build busybox:latest, or say that it is up to date."""
-    with store.writing() as lab:
-        if lab.leftovers:
-            print(f"removed {lab.leftovers} leftover(s) of an interrupted labkit command")
-        image, built = build(lab)
-        size = store.human_size(lab.image_size(image))
-    summary = f"{store.short(image.digest)} ({size})"
-    print(f"built {image.reference} {summary}" if built
-          else f"{image.reference} is up to date, nothing to do: {summary}")
-    return 0
+Progress = Callable[[str], None]  # told each step of the build as it starts
 
 
-def build(lab: store.Store, busybox: Path = BUSYBOX) -> tuple[store.Image, bool]:
+def quiet(step: str) -> None:
+    """The progress of a build that nobody watches."""
+
+
+def build(lab: store.Store, busybox: Path = BUSYBOX,
+          progress: Progress = quiet) -> tuple[store.Image, bool]:
     """Build the base image into an open, locked store, unless it is there already from the
-    same input. Returns the image and whether it was built now."""
+    same input. Returns the image and whether it was built now; ``progress`` hears of each
+    step as it starts."""
     source = source_digest(busybox)
     current = lab.image(REFERENCE)
     if current and current.source == source and lab.has_layers(current):
         return current, False
-    with lab.staging() as stage, _Progress() as progress:
+    with lab.staging() as stage:
         rootfs = stage / "rootfs"
         _make_rootfs(rootfs, busybox, progress)
-        progress.step("hash the root filesystem and store it as a layer")
+        progress("hash the root filesystem and store it as a layer")
         layer = lab.add_layer(rootfs)
-        progress.step(f"save the image config of {REFERENCE}")
+        progress(f"save the image config of {REFERENCE}")
         repository, tag = store.parse_reference(REFERENCE)
         image = store.Image(repository, tag, layers=[layer], env=ENV, cmd=CMD, workdir="/",
                             created=_now(), source=source)
@@ -112,16 +108,16 @@ def _applets(busybox: Path) -> list[str]:
     return sorted(set(listing.stdout.split()) - {"busybox"})
 
 
-def _make_rootfs(rootfs: Path, busybox: Path, progress: _Progress) -> None:
+def _make_rootfs(rootfs: Path, busybox: Path, progress: Progress) -> None:
     """busybox, its applets, the empty mount points and /etc: every mode and owner set here."""
-    progress.step(f"copy {busybox} into a new root filesystem")
+    progress(f"copy {busybox} into a new root filesystem")
     _make_directories(rootfs)
     _copy(busybox, rootfs / "bin" / "busybox", 0o755)
     applets = _applets(busybox)
-    progress.step(f"link {len(applets)} applets to /bin/busybox")
+    progress(f"link {len(applets)} applets to /bin/busybox")
     for applet in applets:
         os.symlink("busybox", rootfs / "bin" / applet)
-    progress.step("write /etc: hostname, hosts, passwd, group")
+    progress("write /etc: hostname, hosts, passwd, group")
     for name, text in _ETC.items():
         _write(rootfs / "etc" / name, text, 0o644)
     _own_by_root(rootfs)
@@ -155,27 +151,3 @@ def _own_by_root(rootfs: Path) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _Progress:
-    """Each build step as it starts: a rich spinner for people, plain lines for logs and tests."""
-
-    def __enter__(self) -> _Progress:
-        self._status = None
-        if not show.plain() and os.isatty(1):
-            from rich.console import Console
-
-            self._status = Console().status("building busybox")
-            self._status.start()
-        return self
-
-    def step(self, text: str) -> None:
-        if self._status is None:
-            print(f"  {text}", flush=True)
-        else:
-            self._status.update(f"building busybox: {text}")
-            self._status.console.print(f"  {text}", highlight=False)
-
-    def __exit__(self, *exc) -> None:
-        if self._status is not None:
-            self._status.stop()

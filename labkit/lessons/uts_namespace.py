@@ -11,7 +11,7 @@ import os
 import socket
 from pathlib import Path
 
-from labkit.checks import Exercise, expect
+from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.probe import different
 from labkit.runtime.api import Result
 from labkit.show import Mark, Table

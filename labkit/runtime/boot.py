@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 _BOOT = ("import importlib, sys; sys.path.insert(0, sys.argv[1]); "
          "module, _, function = sys.argv[2].partition(':'); "

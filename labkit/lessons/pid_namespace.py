@@ -17,8 +17,9 @@ import time
 from collections.abc import Iterable, Sequence
 
 from labkit import show
-from labkit.checks import Exercise, expect
 from labkit.errors import LabError
+from labkit.kernel import process
+from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.probe import different
 
 # ---------------------------------------------------------------------------------------------
@@ -175,8 +176,7 @@ def orphans(container) -> dict[int, int]:
 
 
 def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])
+    return process.stat(pid).parent
 
 
 def wait_gone(pids: Iterable[int]) -> dict[int, str]:
@@ -184,18 +184,11 @@ def wait_gone(pids: Iterable[int]) -> dict[int, str]:
     pid, with their state letter (``Z`` for a zombie, ``S`` for a sleeping process...)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        left = {pid: state for pid in pids if (state := _state(pid))}
+        left = {pid: state for pid in pids if (state := process.state(pid))}
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.01)
 
-
-def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------

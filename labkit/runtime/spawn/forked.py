@@ -6,7 +6,7 @@ its steps before it does anything: well over a hundred milliseconds on a slow ma
 instead fork the launcher and call ``launch.become`` in the child: a few milliseconds. Only a
 single-threaded process of the lab's own may do so (docs/safety.md rule 1), and a container's
 monitor is one: it passes ``spawn`` here to
-``api.Container``. A notebook's kernel is not; it starts launchers cold, or through a warm
+``api.ContainerProcess``. A notebook's kernel is not; it starts launchers cold, or through a warm
 helper that forks them on its behalf (``warm.py``).
 """
 
@@ -18,25 +18,27 @@ import subprocess
 
 from labkit.runtime import launch
 from labkit.runtime.forking import exit_with
-from labkit.runtime.handle import Handle, child_streams
+from labkit.runtime.spawn.handle import Handle, child_streams
+from labkit.runtime.spec import Spec
 
 
-def spawn(spec_json: str, report_fd: int, *, stdin, stdout, stderr) -> ForkedProcess:
-    """Fork a launcher for ``spec_json``: the ``spawn`` that ``api.Container`` takes."""
-    return ForkedProcess(spec_json, report_fd, (stdin, stdout, stderr))
+def spawn(spec: Spec, report_fd: int, *, stdin, stdout, stderr) -> ForkedProcess:
+    """Fork a launcher for ``spec``: the ``spawn`` that ``api.ContainerProcess`` takes. The
+    child has the very ``Spec`` object: no JSON, as no exec stands between the two."""
+    return ForkedProcess(spec, report_fd, (stdin, stdout, stderr))
 
 
 class ForkedProcess(Handle):
     """A launcher forked from this process, handled as the ``subprocess.Popen`` of a cold one:
-    the same part of Popen that ``api.Container`` uses, its output read as text alike."""
+    the same part of Popen that ``api.ContainerProcess`` uses, its output read as text alike."""
 
-    def __init__(self, spec_json: str, report_fd: int, standard: tuple) -> None:
+    def __init__(self, spec: Spec, report_fd: int, standard: tuple) -> None:
         theirs, pipes = child_streams(*standard)
         super().__init__(pipes)
         try:
             self.pid = os.fork()
             if self.pid == 0:
-                exit_with(lambda: _launcher(spec_json, report_fd, theirs))
+                exit_with(lambda: _launcher(spec, report_fd, theirs))
         except BaseException:
             for fd in pipes:
                 if fd is not None:
@@ -69,12 +71,12 @@ class ForkedProcess(Handle):
             os.kill(self.pid, number)
 
 
-def _launcher(spec_json: str, report_fd: int, standard: list[int]) -> int:
+def _launcher(spec: Spec, report_fd: int, standard: list[int]) -> int:
     """The forked child: a session of its own, as subprocess gives a cold launcher, so that
     no signal from the caller's terminal reaches the container but those passed on; then the
     launcher's own ``main``."""
     os.setsid()
-    return launch.become(report_fd, standard, spec_json)
+    return launch.launch(spec, launch.become(report_fd, standard))
 
 
 def _exits_within(pid: int, seconds: float) -> bool:

@@ -5,9 +5,9 @@ of the launcher and its steps come first, well over a hundred milliseconds on a 
 (benchmarks/README.md), where the kernel's own work is 2-4 ms. A ``Launcher`` pays that once.
 It starts one helper process with subprocess (never by forking the caller: a Jupyter kernel is
 multithreaded, docs/safety.md rule 1). The helper imports the launcher and every step, and
-waits. For each container it forks, and the child calls ``launch.become``, which runs the very
-``main`` a cold launcher runs, with nothing left to import. It even
-forks one launcher ahead: a *spare* waits for the next request, so that the fork itself is paid
+waits. For each container it forks, and the child runs the very launcher a cold one runs
+(``launch.become``, then ``launch.from_json``), with nothing left to import. It even forks one
+launcher ahead: a *spare* waits for the next request, so that the fork itself is paid
 while nobody waits (``_Spare``)::
 
     caller --spec + descriptors--> helper (single-threaded, imports done)
@@ -48,13 +48,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labkit.boot import python_argv
-from labkit.errors import LabError
+from labkit.errors import LAB_ERROR, LabError
+from labkit.kernel.syscalls import PR_SET_PDEATHSIG, prctl
 from labkit.runtime import api, launch
+from labkit.runtime.boot import python_argv
 from labkit.runtime.forking import close_all_but, exit_with
-from labkit.runtime.handle import Handle, child_streams
-from labkit.runtime.spec import LAB_ERROR, Step
-from labkit.syscalls import PR_SET_PDEATHSIG, prctl
+from labkit.runtime.spawn.handle import Handle, child_streams
+from labkit.runtime.spec import Spec, Step
 
 # The longest spec a request carries: what a cold launcher takes as one argument (the kernel's
 # MAX_ARG_STRLEN), so that a spec runs warm exactly when it would run cold.
@@ -62,7 +62,7 @@ MAX_SPEC = 128 * 1024
 
 _READY = b"ready"
 _DESCRIPTORS = 6  # report, stdin, stdout, stderr, working directory, reply
-_ENTRY = "labkit.runtime.warm:serve"  # what the helper's fresh interpreter runs
+_ENTRY = "labkit.runtime.spawn.warm:serve"  # what the helper's fresh interpreter runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,8 +87,7 @@ class Launcher:
         self._control = caller_end
         if self._control.recv(len(_READY)) != _READY:
             self.close()
-            raise LabError("the warm launcher's helper died while starting: its error is above",
-                           exit_code=LAB_ERROR)
+            raise LabError("the warm launcher's helper died while starting: its error is above")
 
     @property
     def pid(self) -> int:
@@ -99,13 +98,14 @@ class Launcher:
         """``api.run`` through this launcher: the same arguments, the same ``Result``."""
         return api.run(command, steps, spawn=self.spawn, **options)
 
-    def start(self, command: list[str], steps: Sequence[Step] = (), **options) -> api.Container:
-        """``api.start`` through this launcher: the same arguments, the same ``Container``."""
+    def start(self, command: list[str], steps: Sequence[Step] = (),
+              **options) -> api.ContainerProcess:
+        """``api.start`` through this launcher: the same arguments, the same handle."""
         return api.start(command, steps, spawn=self.spawn, **options)
 
-    def spawn(self, spec_json: str, report_fd: int, *, stdin, stdout, stderr) -> WarmProcess:
-        """Have the helper fork a launcher: the ``spawn`` that ``api.Container`` takes."""
-        return WarmProcess(self._control, spec_json, report_fd, (stdin, stdout, stderr))
+    def spawn(self, spec: Spec, report_fd: int, *, stdin, stdout, stderr) -> WarmProcess:
+        """Have the helper fork a launcher: the ``spawn`` that ``api.ContainerProcess`` takes."""
+        return WarmProcess(self._control, spec, report_fd, (stdin, stdout, stderr))
 
     def close(self) -> None:
         """Stop the helper, once it has killed and reaped the launchers still running."""
@@ -126,12 +126,11 @@ class WarmProcess(Handle):
     Popen, so a container gives the same ``Result`` warm or cold.
     """
 
-    def __init__(self, control: socket.socket, spec_json: str, report_fd: int,
+    def __init__(self, control: socket.socket, spec: Spec, report_fd: int,
                  standard: tuple) -> None:
-        request = spec_json.encode()
+        request = spec.to_json().encode()  # JSON: the helper is a process of its own
         if len(request) > MAX_SPEC:
-            raise LabError(f"a spec of {len(request)} bytes is too long: at most {MAX_SPEC}",
-                           exit_code=LAB_ERROR)
+            raise LabError(f"a spec of {len(request)} bytes is too long: at most {MAX_SPEC}")
         self._reply, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         theirs, pipes = child_streams(*standard)
         super().__init__(pipes)
@@ -146,8 +145,7 @@ class WarmProcess(Handle):
             self.pid: int = self._receive(timeout=None)["pid"]
         except (ConnectionError, KeyError):
             self._abandon(theirs)
-            raise LabError("the warm launcher's helper is gone: start a new Launcher",
-                           exit_code=LAB_ERROR) from None
+            raise LabError("the warm launcher's helper is gone: start a new Launcher") from None
         except BaseException:
             self._abandon(theirs)
             raise
@@ -339,7 +337,7 @@ def _become_launcher(spec_json: str, fds: list[int]) -> int:
     """Take the caller's working directory, streams and report pipe, and run the launcher."""
     report, stdin, stdout, stderr, cwd, _reply = fds
     os.fchdir(cwd)
-    return launch.become(report, (stdin, stdout, stderr), spec_json)
+    return launch.from_json(launch.become(report, (stdin, stdout, stderr)), spec_json)
 
 
 def _pass_on_signal(child: _Child, selector: selectors.BaseSelector) -> None:

@@ -4,7 +4,7 @@
 container prints to this terminal, what is typed to the container, and pass on what a terminal
 says without bytes. Only the other end differs, so it is a *peer*:
 
-- ``MonitorPeer``: a container's monitor, through its socket (``labkit.frames``): output
+- ``MonitorPeer``: a container's monitor, through its socket (``labkit.engine.frames``): output
   arrives as frames, and input, signals and sizes leave as frames;
 - ``TerminalPeer``: the master of a pty an ``exec`` helper opened in the container: plain
   bytes both ways, and the helper process to signal and wait for.
@@ -29,9 +29,9 @@ import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from labkit.engine.frames import Connection, Kind
 from labkit.errors import LabError
-from labkit.frames import Connection, Kind
-from labkit.runtime.spec import LAB_ERROR
+from labkit.kernel.process import shell_code
 
 CHUNK = 65536
 BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer whose reader left
@@ -79,7 +79,7 @@ class MonitorPeer:
     def exit_code(self) -> int:
         if self.end is None:
             raise LabError("the container's monitor ended without its exit code: see "
-                           "labkit ps -a", exit_code=LAB_ERROR)
+                           "labkit ps -a")
         return self.end["exit_code"]
 
 
@@ -116,7 +116,7 @@ class TerminalPeer:
 
     def exit_code(self) -> int:
         os.close(self.master)
-        return _shell_code(self.process.wait())
+        return shell_code(self.process.wait())
 
 
 def relay(peer: MonitorPeer | TerminalPeer, *, stdin: bool, terminal: bool) -> int:
@@ -160,7 +160,7 @@ def wait_passing_signals(process: subprocess.Popen) -> int:
     previous = {number: signal.signal(number, lambda number, _: process.send_signal(number))
                 for number in PROXIED}
     try:
-        return _shell_code(process.wait())
+        return shell_code(process.wait())
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -247,7 +247,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
 
-
-def _shell_code(returncode: int) -> int:
-    """A Popen returncode as a shell reports it: 128+N for a signal N."""
-    return returncode if returncode >= 0 else 128 - returncode

@@ -17,7 +17,7 @@ container's whole life the monitor:
    devpts and sends back (``steps/console.py``);
 3. records it running in ``state.json`` and tells its first client, the command that started
    it, which until then holds the store's lock;
-4. serves clients on ``attach.sock`` (``labkit.frames``): copies the output to the log and to
+4. serves clients on ``attach.sock`` (``labkit.engine.frames``): copies the output to the log and to
    every attached client, their input to the container's stdin, their signals and terminal
    sizes to the container;
 5. when the container ends: records the exit code and time, clears the overlay's work
@@ -42,16 +42,16 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from labkit import store
-from labkit.boot import python_argv
-from labkit.console import set_size
-from labkit.enter import start_time
-from labkit.errors import LabError
-from labkit.frames import Kind, Reader, control, encode, socket_path
-from labkit.runtime import forked
-from labkit.runtime.api import Container
+from labkit.engine import store
+from labkit.engine.frames import Kind, Reader, control, encode, socket_path
+from labkit.engine.relay import set_size
+from labkit.errors import LAB_ERROR, LabError
+from labkit.kernel.process import stat
+from labkit.runtime.api import ContainerProcess
+from labkit.runtime.boot import python_argv
 from labkit.runtime.forking import close_all_but, exit_with
-from labkit.runtime.spec import LAB_ERROR, Spec
+from labkit.runtime.spawn import forked
+from labkit.runtime.spec import Spec
 from labkit.runtime.steps.console import receive_master
 from labkit.runtime.steps.overlay import clear_work
 
@@ -75,7 +75,7 @@ def spawn(directory: Path, spec: Spec, first_client: socket.socket, *, fork: boo
         return
     fd = first_client.fileno()
     process = subprocess.Popen(
-        python_argv("labkit.monitor:main", str(directory), str(fd), spec.to_json()),
+        python_argv("labkit.engine.monitor:main", str(directory), str(fd), spec.to_json()),
         pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     process.wait()  # the first process exits as soon as it has forked the monitor
@@ -103,7 +103,7 @@ def wait_gone(directory: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``labkit.monitor:main DIRECTORY CLIENT_FD SPEC_JSON``, started by ``spawn``: fork the
+    """``labkit.engine.monitor:main DIRECTORY CLIENT_FD SPEC_JSON``, started by ``spawn``: fork the
     monitor, so that it is nobody's child but init's, and exit."""
     directory, first_client, spec = Path(argv[0]), int(argv[1]), Spec.from_json(argv[2])
     if os.fork() == 0:
@@ -158,7 +158,7 @@ class Monitor:
         self.pending_input = bytearray()
         self.stdin_ends = False  # close the stdin pipe once pending_input is written
         self.master: int | None = None
-        self.container: Container | None = None
+        self.container: ContainerProcess | None = None
         self.exited = False
         self.first = self._add_client(first_client, owner=True)
 
@@ -210,7 +210,7 @@ class Monitor:
         err_read, err_write = os.pipe()
         stdin, console = self._stdin_ends()
         try:
-            self.container = Container(spec, stdin=stdin, stdout=out_write, stderr=err_write,
+            self.container = ContainerProcess(spec, stdin=stdin, stdout=out_write, stderr=err_write,
                                        spawn=forked.spawn)
         finally:
             for fd in (out_write, err_write, stdin):
@@ -248,7 +248,7 @@ class Monitor:
     def _record_running(self) -> None:
         init = self.container.init_pid
         try:
-            started = start_time(init)
+            started = stat(init).start_time
         except (FileNotFoundError, ProcessLookupError):  # it has run its course already
             started = None
         state = replace(self.lab.container_state(self.id), status=store.RUNNING,

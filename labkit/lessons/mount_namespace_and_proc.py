@@ -8,8 +8,8 @@ screen), so the same check verifies the C sample, the runtime, and, in the tests
 without the PrivateProc step, which must fail it.
 
 The trap (mounting ``/proc`` without making ``/`` private first) is only ever sprung inside
-``labkit.sandbox``: a throw-away mount namespace whose ``/`` is shared like a systemd host's, so
-what breaks is the sandbox's ``/proc``, never the host's.
+``labkit.lessons.sandbox``: a throw-away mount namespace whose ``/`` is shared like a systemd
+host's, so what breaks is the sandbox's ``/proc``, never the host's.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import inspect, samples, show, supervisor, syscalls, terminal
-from labkit.boot import python_argv
-from labkit.checks import Exercise, expect
+from labkit import show
 from labkit.errors import LabError
+from labkit.kernel import procfs, syscalls
+from labkit.lessons import samples, supervisor, terminal
+from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.probe import different
-from labkit.sandbox import shared_root
+from labkit.lessons.sandbox import shared_root
+from labkit.runtime.boot import python_argv
 
 # ---------------------------------------------------------------------------------------------
 # What ps lists inside
@@ -69,7 +71,7 @@ def expect_ps_lists_only(programs: Sequence[str], container: Sequence[str]) -> N
 # The kernel's view
 
 
-def expect_host_sees_the_container(tree: inspect.ProcessNode) -> None:
+def expect_host_sees_the_container(tree: procfs.ProcessNode) -> None:
     """The host's /proc still lists the container's processes, each with a host pid that is not
     its pid inside (the last of its nested pids)."""
     inside = {node.nested_pids[-1]: node.pid for node in tree.walk() if len(node.nested_pids) > 1}
@@ -85,8 +87,8 @@ def expect_new_namespaces(pairs) -> None:
            bool(pairs) and different(pairs) == NEW_NAMESPACES, sorted(different(pairs)))
 
 
-def expect_host_unchanged(before: Sequence[inspect.Mount], after: Sequence[inspect.Mount]) -> None:
-    diff = inspect.diff_mounts(before, after)
+def expect_host_unchanged(before: Sequence[procfs.Mount], after: Sequence[procfs.Mount]) -> None:
+    diff = procfs.diff_mounts(before, after)
     seen = ([f"added {m.mount_point}" for m in diff.added]
             + [f"removed {m.mount_point}" for m in diff.removed]
             + [f"{c.after.mount_point}: {', '.join(c.fields)} changed" for c in diff.changed])
@@ -148,24 +150,24 @@ COPIES = (
 _PROC_LINE = ("awk", '$5 == "/proc" { top = $0 } END { print top }', "/proc/self/mountinfo")
 
 
-def proc_in_copies() -> list[tuple[str, inspect.Mount]]:
+def proc_in_copies() -> list[tuple[str, procfs.Mount]]:
     """``/proc``'s mount as each of COPIES sees it, all in one sandbox (its peer groups)."""
     script = "; ".join(shlex.join([*prefix, *_PROC_LINE]) for _, prefix in COPIES)
     run = supervisor.run(shared_root(["sh", "-c", script]))
     lines = run.stdout.splitlines()
     if run.exit_code or len(lines) != len(COPIES):
         raise LabError(f"the sandbox could not list its copies: {run.stderr.strip()}")
-    return [(where, inspect.parse_mount(os.fsencode(line)))
+    return [(where, procfs.parse_mount(os.fsencode(line)))
             for (where, _), line in zip(COPIES, lines, strict=True)]
 
 
-def copies_table(copies: Sequence[tuple[str, inspect.Mount]]) -> show.Table:
+def copies_table(copies: Sequence[tuple[str, procfs.Mount]]) -> show.Table:
     rows = [[where, str(proc.mount_id), str(proc.propagation)] for where, proc in copies]
     return show.Table("/proc's mount in the sandbox and in three new mount namespaces",
                       ["mount namespace", "mount id", "propagation"], rows)
 
 
-def expect_peer_groups(copies: Sequence[tuple[str, inspect.Mount]]) -> None:
+def expect_peer_groups(copies: Sequence[tuple[str, procfs.Mount]]) -> None:
     """The copy clone() makes is a peer of the original; slave listens to it; private is cut."""
     group = copies[0][1].propagation.shared
     seen = [str(proc.propagation) for _, proc in copies]
@@ -213,8 +215,9 @@ def try_flags(flags: int) -> Trial:
     """Apply ``flags`` to / in a new mount namespace inside a fresh sandbox, mount /proc there,
     and see whether the sandbox's own /proc survives: the exercise's question, asked for real."""
     if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
-        raise LabError(f"flags are a whole number made with | from labkit.syscalls, not {flags!r}")
-    python = python_argv("labkit.lessons.mounts:mount_proc_after", str(flags))
+        raise LabError(f"flags are a whole number made with | from labkit.kernel.syscalls, "
+                       f"not {flags!r}")
+    python = python_argv("labkit.lessons.mount_namespace_and_proc:mount_proc_after", str(flags))
     script = '"$@" || exit; ' + "; ".join(map(_typed, LOOK_AFTER))
     run = supervisor.run(shared_root(["sh", "-c", script, "sandbox", *python]))
     looked = "sandbox# " in run.stdout
@@ -230,7 +233,7 @@ _TYPES = {syscalls.MS_SHARED, syscalls.MS_SLAVE, syscalls.MS_PRIVATE, syscalls.M
 
 def _propagation_flags(answer) -> str | None:
     if isinstance(answer, bool) or not isinstance(answer, int):
-        return ("give one number made with | from the constants of labkit.syscalls "
+        return ("give one number made with | from the constants of labkit.kernel.syscalls "
                 f"(syscalls.MS_...), not {answer!r}")
     kind = answer & sum(_TYPES)
     extra = answer & ~(kind | syscalls.MS_REC)

@@ -1,8 +1,8 @@
 """``rmi``: remove an image, and the layers nothing else stands on.
 
-An image is a name for a stack of layers (``labkit.store``), and layers are shared: every image
-committed from busybox stands on busybox's layer. So removing an image removes its name, and of
-its layers only those that no other image lists and no container was made from.
+An image is a name for a stack of layers (``labkit.engine.store``), and layers are shared: every
+image committed from busybox stands on busybox's layer. So removing an image removes its name, and
+of its layers only those that no other image lists and no container was made from.
 
 As docker does, the lab refuses to remove an image while a container made from it exists,
 running or stopped: ``labkit ps -a`` would name an image that is gone, and the container's
@@ -13,7 +13,7 @@ containers keep their image under the other name.
 
 from __future__ import annotations
 
-from labkit import names, store
+from labkit.engine import names, store
 from labkit.errors import LabError
 
 
@@ -46,12 +46,3 @@ def _refuse_if_used(lab: store.Store, image: store.Image) -> None:
         raise LabError(f"image {image.reference} is used by container {first.name} "
                        f"({names.short(first.id)}){others}: remove it first "
                        f"(labkit rm {first.name})")
-
-
-def command(args) -> int:
-    """``labkit rmi IMAGE``: say what went, as docker does."""
-    removed = rmi(args.image)
-    print(f"Untagged: {':'.join(store.parse_reference(args.image))}")
-    for digest in removed:
-        print(f"Deleted: {digest}")
-    return 0

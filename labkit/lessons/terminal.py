@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from labkit import supervisor
+from labkit.lessons import supervisor
 
 PROMPT_ENDINGS = (b"$ ", b"# ", b"> ")
 QUIET_SECONDS = 1.0  # type the next line anyway after this long without output and no prompt
