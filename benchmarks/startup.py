@@ -49,6 +49,11 @@ PROBE = ["/bin/sh", "-c",
          f"for kind in {' '.join(KINDS)}; do echo $kind $(readlink /proc/self/ns/$kind); done"]
 WARM_UP = 3
 TOOLS = ("crun", "runc", "bwrap", "unshare", "gcc")
+# What `labkit run` imports: the CLI, then (commands.run) the engine's containers and relay,
+# which bring the monitor, the store and the runtime with its steps.
+RUN_IMPORTS = ("import labkit.cli, labkit.commands, labkit.engine.containers, "
+               "labkit.engine.relay, labkit.engine.builds, labkit.runtime.container, "
+               "labkit.runtime.spawn.forked")
 
 
 class BenchError(Exception):
@@ -209,11 +214,11 @@ def contenders(lab: Lab, launcher: warm.Launcher, c_binary: Path,
                   "interpreter's own start-up, which any cold Python path pays first",
                   argv=lambda command: [sys.executable, "-I", "-S", "-c", "pass"],
                   probed=False),
-        Contender("imports", "python3 -c 'import labkit.commands' (reference)", "no "
-                  "container: the start-up and imports of `labkit run` (the venv's site, "
-                  "argparse, labkit's modules and the standard library they use), no work",
-                  argv=lambda command: [sys.executable, "-c", "import labkit.cli, "
-                                        "labkit.commands"], probed=False),
+        Contender("imports", "python3 -c 'import ...' (`labkit run`'s imports, reference)",
+                  "no container: the start-up and imports of `labkit run` (the venv's site, "
+                  "argparse, the modules its handler loads and the standard library they "
+                  "use), no work", argv=lambda command: [sys.executable, "-c", RUN_IMPORTS],
+                  probed=False),
     ]
 
 
