@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,33 @@ with store.writing() as lab:
                            sys.executable, "-c", script], capture_output=True, text=True)
     assert "is still mounted" in done.stdout, done.stdout + done.stderr
     assert (precious / "keep").read_text() == "mine"
+
+
+@pytest.fixture
+def open_parent():
+    """A directory every user may enter, as /var/lib is: the store's own mode must guard it."""
+    parent = Path(tempfile.mkdtemp(prefix="labkit-open-"))
+    parent.chmod(0o755)
+    yield parent
+    subprocess.run(["rm", "-rf", "--one-file-system", str(parent)], check=True)
+
+
+def test_a_setuid_file_committed_from_a_container_gives_no_other_user_root(open_parent):
+    """docker's CVE-2021-41091: a setuid-root file a container made, kept in a layer, must not
+    be runnable by a host user who walks into the store. The store is root's alone."""
+    home = open_parent / "store"
+    assert run_labkit(home, "image", "build-base").returncode == 0
+    made = run_labkit(home, "run", "--name", "suid", "busybox", "sh", "-c",
+                      "mkdir /opt && cp /bin/busybox /opt/id && chmod 4755 /opt/id")
+    assert made.returncode == 0, made.stderr
+    assert run_labkit(home, "commit", "suid", "lab/suid:1").returncode == 0
+    [setuid_id] = list((home / "layers").glob("*/diff/opt/id"))  # busybox, as its id applet
+    assert setuid_id.stat().st_mode & 0o4000 and setuid_id.stat().st_uid == 0
+    # A shell of nobody's runs it, as a logged-in user would (setpriv's own exec of it would
+    # still pass: setpriv keeps root's capabilities until that exec).
+    as_nobody = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                                "--clear-groups", "sh", "-c", f"'{setuid_id}' -u"],
+                               capture_output=True, text=True, timeout=30)
+    assert as_nobody.returncode != 0 and "Permission denied" in as_nobody.stderr, as_nobody
+    assert (home.stat().st_mode & 0o777) == 0o700
+    assert run_labkit(home, "rm", "suid").returncode == 0

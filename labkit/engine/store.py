@@ -124,9 +124,15 @@ class Store:
         self.leftovers = 0
 
     def create(self) -> None:
-        """Make the store's directories; the marker first, so a store is always recognised."""
+        """Make the store's directories; the marker first, so a store is always recognised.
+
+        The store is root's alone (mode 0700, as docker keeps /var/lib/docker 0710 since its
+        CVE-2021-41091): a layer holds whatever a container made, setuid-root programs
+        included, and a host user who could walk into it could run them as root.
+        """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self.root.chmod(0o700)
             if not (self.root / MARKER).exists():
                 (self.root / MARKER).write_text(_MARKER_TEXT)
             for directory in (self.layers_dir, self.images_dir, self.containers_dir,
