@@ -162,16 +162,17 @@ def exec(args) -> int:
     import subprocess
 
     from labkit.engine import containers
-    from labkit.engine.relay import wait_passing_signals
+    from labkit.engine.relay import pipe_through
 
     _refuse_tty_without_terminal(args)
     container = containers.running(args.container)
     if args.tty:
         return _exec_on_terminal(container, args.command, args.interactive)
     process = subprocess.Popen(containers.exec_argv(container, args.command),
-                               stdin=None if args.interactive else subprocess.DEVNULL,
+                               stdin=subprocess.PIPE if args.interactive else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
-    return wait_passing_signals(process)
+    return pipe_through(process, stdin=args.interactive)
 
 
 def _refuse_tty_without_terminal(args) -> None:

@@ -175,6 +175,32 @@ def test_exec_lands_in_the_namespaces_of_pid_1_with_the_same_hardening():
     assert (api.exit_code, api.stdout) == (0, f"{box.short_id}\n0\n"), "its parent is outside"
 
 
+def test_exec_gives_the_command_pipes_never_the_caller_s_own_descriptors(tmp_path):
+    """A process in the container must not reach a host file through ``/proc/self/fd``: with
+    the caller's stdout a host file, it could reopen that file and read it from the start."""
+    box = containers.run("busybox", ["sleep", "1000"], detach=True)
+    out = tmp_path / "out.txt"
+    out.write_text("host secret\n")
+    with open(out, "a") as stdout, open(tmp_path / "err.txt", "w") as stderr:
+        done = subprocess.run([LABKIT, "exec", box.name, "sh", "-c",
+                               "for fd in 0 1 2; do readlink /proc/self/fd/$fd; done; "
+                               "echo to-err >&2; exit 3"],
+                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, timeout=60)
+    assert done.returncode == 3
+    written = out.read_text().splitlines()
+    assert written[0] == "host secret"
+    assert [link.split(":")[0] for link in written[1:]] == ["/dev/null", "pipe", "pipe"], written
+    assert (tmp_path / "err.txt").read_text() == "to-err\n"
+
+    typed = labkit("exec", "-i", box.name, "sh", "-c",
+                   "readlink /proc/self/fd/0 | cut -d: -f1; read line; echo got $line",
+                   input="hello\n")
+    assert (typed.returncode, typed.stdout) == (0, "pipe\ngot hello\n")
+    endless = subprocess.run(["bash", "-c", f"set -o pipefail; {LABKIT} exec {box.name} yes "
+                              f"| head -n 2"], capture_output=True, text=True, timeout=60)
+    assert (endless.returncode, endless.stdout) == (141, "y\ny\n"), endless
+
+
 def test_logs_keeps_what_a_detached_container_printed_on_each_stream():
     run = labkit("run", "-d", "--name", "talker", "busybox", "sh", "-c",
                  "echo to-out; echo to-err >&2; exit 2")

@@ -25,6 +25,7 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from labkit.errors import LabError
 from labkit.kernel.process import shell_code
 
 CHUNK = 65536
+OUTPUT_GRACE = 2.0  # seconds to copy what is left once an exec'd command has exited
 BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer whose reader left
 PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2)
@@ -153,6 +155,46 @@ def _ready(selector: selectors.BaseSelector, peer: MonitorPeer | TerminalPeer) -
     if peer.buffered:
         return [(selector.get_key(peer), selectors.EVENT_READ)]
     return selector.select()
+
+
+def pipe_through(process: subprocess.Popen, *, stdin: bool) -> int:
+    """``exec`` without ``-t``: copy between this process's stdio and ``process``'s pipes until
+    it exits, passing on every signal; its exit code.
+
+    The command gets pipes, never this process's own descriptors: through ``/proc/self/fd`` a
+    process in the container could reopen those, a host file the caller's stdout was redirected
+    to among them, and read it from the start. docker and runc keep a container's stdio on
+    pipes they copy from for the same reason. Each pipe has a thread of its own, so that a
+    command that fills one while the caller still writes to another never waits for us.
+    """
+    copiers = [_copier(process.stdout, 1), _copier(process.stderr, 2)]
+    if stdin:
+        _copier(0, process.stdin)
+    code = wait_passing_signals(process)
+    for copier in copiers:
+        copier.join(OUTPUT_GRACE)  # what the command printed last, not a daemon's forever
+    return code
+
+
+def _copier(source, target) -> threading.Thread:
+    """A thread copying ``source`` to ``target`` (descriptors or files) until either ends, then
+    closing the pipe's end: the command sees the end of its input, or SIGPIPE once the reader
+    of our output left."""
+    source_fd, target_fd = (end if isinstance(end, int) else end.fileno()
+                            for end in (source, target))
+
+    def copy() -> None:
+        try:
+            while data := os.read(source_fd, CHUNK):
+                _write_all(target_fd, data)
+        except OSError:  # our reader left (EPIPE), or our input cannot be read
+            pass
+        finally:
+            (target if source_fd == 0 else source).close()
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_passing_signals(process: subprocess.Popen) -> int:

@@ -10,9 +10,11 @@ exec, this step takes away what the container does not need:
    the caller leaked crosses into the container: an open directory of the host would be a way
    out of the rootfs (``fchdir``, then ``..``). Close-on-exec, not closed: the lab's report
    pipe stays usable until the exec that starts the container's init.
-2. **Capabilities**, cut to docker's default set in every set the kernel keeps: the bounding
-   set (the most any later exec can ever give back), permitted, effective and inheritable,
-   and the ambient set emptied. CAP_SYS_ADMIN goes, so mount, remount and umount fail.
+2. **Capabilities**, cut to docker's default set in the sets the kernel keeps for what may be
+   used: the bounding set (the most any later exec can ever give back), permitted and
+   effective. The inheritable and ambient sets are emptied, as docker leaves them: what they
+   hold can be handed to a program across exec, and a container's programs are given nothing
+   that way. CAP_SYS_ADMIN goes, so mount, remount and umount fail.
    One difference from docker: docker keeps CAP_MKNOD and forbids block devices with the
    device cgroup, which lets ``mknod`` succeed only for the harmless nodes. The lab uses no
    cgroup yet, and a nodev mount would not stop the mknod itself, only the open; so the lab
@@ -61,7 +63,7 @@ def keep_only(capabilities: set[int]) -> None:
             prctl(PR_CAPBSET_DROP, number)  # needs CAP_SETPCAP, so before capset()
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     mask = sum(1 << number for number in capabilities)
-    capset(effective=mask, permitted=mask, inheritable=mask)
+    capset(effective=mask, permitted=mask, inheritable=0)
 
 
 @dataclass(frozen=True)
