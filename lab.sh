@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-APT_PACKAGES=(gcc make busybox-static iproute2 util-linux python3-venv)
+APT_PACKAGES=(gcc make busybox-static iproute2 util-linux python3-venv libseccomp2)
 # Only the test suite needs these: it validates the Vagrantfile and drives a real browser,
 # Debian's chromium (Ubuntu ships chromium only as a snap: there the browser tests skip).
 TEST_PACKAGES=(vagrant vagrant-libvirt)

@@ -78,6 +78,8 @@ def _container_verbs(verbs) -> None:
     run.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]",
                      help="bind a host directory or file into the container")
     run.add_argument("-h", "--hostname", help="the container's hostname (default: its id)")
+    run.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined",
+                     help="run without the default seccomp filter")
     run.add_argument("image", help="an image, such as busybox")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command (default: CMD)")
 

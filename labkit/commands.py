@@ -149,7 +149,7 @@ def run(args) -> int:
     config, connection = containers.launch(
         args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
         volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
-        tty=args.tty, remove=args.rm, fork=True)
+        tty=args.tty, remove=args.rm, security_opt=args.security_opt, fork=True)
     with closing(connection):
         if args.detach:
             print(config.id)

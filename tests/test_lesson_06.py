@@ -139,6 +139,14 @@ def test_the_escape_leaves_a_chroot_but_not_a_container(tmp_path):
         lesson.expect_escaped(inside.stdout, str(outside))
 
 
+def test_seccomp_stops_the_user_namespace_escape_that_unconfined_allows():
+    unconfined = lesson.user_namespace_escape("unconfined")
+    default = lesson.user_namespace_escape("default")
+    lesson.expect_seccomp_stops_the_escape(unconfined, default)
+    with pytest.raises(ClaimFailed):  # two unconfined containers: the claim sees the escape
+        lesson.expect_seccomp_stops_the_escape(unconfined, unconfined)
+
+
 def test_the_session_types_labkit_commands_at_a_shell():
     session = lesson.session(["labkit images", "exit"])
     assert (session.exit_code, session.timed_out) == (0, False), session.text

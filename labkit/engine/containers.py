@@ -32,7 +32,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from labkit.engine import monitor, names, store
+from labkit.engine import monitor, names, seccomp, store
 from labkit.engine.frames import Connection, Kind
 from labkit.errors import LabError
 from labkit.kernel.process import shell_code
@@ -98,17 +98,19 @@ class LogEntry:
 
 def run(image: str, command: Sequence[str] | None = None, *, detach: bool = False,
         input: str | None = None, name: str | None = None, env: Sequence[str] = (),
-        volumes: Sequence[str] = (), hostname: str | None = None,
-        remove: bool = False) -> Outcome | Container:
+        volumes: Sequence[str] = (), hostname: str | None = None, remove: bool = False,
+        security_opt: Sequence[str] = ()) -> Outcome | Container:
     """``docker run``: a new container of ``image`` running ``command`` (the image's CMD by
-    default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``.
+    default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``,
+    ``security_opt=["seccomp=unconfined"]``.
 
     In the foreground, wait for it and return its ``Outcome``; ``input`` goes to its stdin.
     With ``detach=True``, return the running ``Container`` at once.
     """
     config, connection = launch(image, command, attach=not detach, name=name, env=env,
                                 volumes=volumes, hostname=hostname,
-                                interactive=input is not None, remove=remove)
+                                interactive=input is not None, remove=remove,
+                                security_opt=security_opt)
     with closing(connection):
         return inspect(config.id) if detach else _collect(config.id, connection, input)
 
@@ -116,7 +118,8 @@ def run(image: str, command: Sequence[str] | None = None, *, detach: bool = Fals
 def launch(image: str, command: Sequence[str] | None, *, attach: bool,
            name: str | None = None, env: Sequence[str] = (), volumes: Sequence[str] = (),
            hostname: str | None = None, interactive: bool = False, tty: bool = False,
-           remove: bool = False, fork: bool = False) -> tuple[store.ContainerConfig, Connection]:
+           remove: bool = False, security_opt: Sequence[str] = (),
+           fork: bool = False) -> tuple[store.ContainerConfig, Connection]:
     """Create a container and start its monitor; return its config and the connection of its
     first client, on which the monitor has answered. If the start failed, an ``attach``ed
     client reads why in the stream; a detached one gets it raised as a LabError. ``fork``:
@@ -129,6 +132,7 @@ def launch(image: str, command: Sequence[str] | None, *, attach: bool,
         names.check_name(name)
     lab = store.reading()
     config = _new_config(lab, image, command, env, volumes, hostname, interactive, tty, remove)
+    config.seccomp = seccomp_profile(security_opt)
     spec = _spec(lab, config)  # before the lock: it may build the static init
     with store.writing() as lab:
         config.name = _free_name(lab, name)
@@ -186,6 +190,19 @@ def _free_name(lab: store.Store, wanted: str | None) -> str:
     return wanted
 
 
+def seccomp_profile(security_opt: Sequence[str]) -> str:
+    """The seccomp profile ``--security-opt`` asks for: docker's default, unless
+    ``seccomp=unconfined``; the lab knows no other option."""
+    profile = seccomp.DEFAULT
+    for option in security_opt:
+        key, _, value = option.partition("=")
+        if key != "seccomp" or value not in seccomp.PROFILES:
+            raise LabError(f"invalid --security-opt {option!r}: the lab knows "
+                           f"seccomp=unconfined (and seccomp=default, docker's profile)")
+        profile = value
+    return profile
+
+
 def parse_volume(text: str) -> tuple[str, str, bool]:
     """``-v HOST:CONTAINER[:ro|:rw]`` -> ``(host, container, read_only)``. The runtime checks
     the paths themselves (``steps/rootfs.py``): the source must exist, the target be absolute."""
@@ -209,8 +226,14 @@ def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     directory = lab.container_dir(config.id)
     layers = [lab.layer_tree(digest) for digest in reversed(config.layers)]
     steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
-                      config.volumes, config.workdir, init=static_init())
+                      config.volumes, config.workdir, init=static_init(),
+                      seccomp=_seccomp_program(config))
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
+
+
+def _seccomp_program(config: store.ContainerConfig) -> str | None:
+    """The compiled filter of the container's profile, which its exec'd commands get too."""
+    return None if config.seccomp == seccomp.UNCONFINED else seccomp.compile_profile()
 
 
 def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool) -> Connection:
@@ -405,7 +428,8 @@ def exec_argv(container: Container, command: Sequence[str],
     if not command:
         raise LabError("no command to run: give one after the container")
     return joining_argv(container.state.init_pid, container.state.init_start, list(command),
-                        container.config.env, container.config.workdir, console_fd)
+                        container.config.env, container.config.workdir,
+                        _seccomp_program(container.config), console_fd)
 
 
 def exec(reference: str, command: Sequence[str], *, input: str | None = None) -> Outcome:

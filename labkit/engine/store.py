@@ -451,6 +451,7 @@ class ContainerConfig:
     interactive: bool = False
     auto_remove: bool = False
     created: str = ""
+    seccomp: str = "default"  # the seccomp profile: default, or unconfined (--security-opt)
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:

@@ -48,6 +48,7 @@ PR_SET_DUMPABLE = 4
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -59,6 +60,10 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 AF_INET = 2
 SOCK_DGRAM = 2
 SOCK_CLOEXEC = 0o2000000
+
+# prctl(PR_SET_SECCOMP) mode: a BPF program judges every system call (seccomp(2)).
+SECCOMP_MODE_FILTER = 2
+_SOCK_FILTER_SIZE = 8  # one BPF instruction: u16 code, u8 jt, u8 jf, u32 k
 
 # capset(2): the version of its header that takes 64 capabilities, as two 32-bit halves.
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -146,6 +151,19 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
                               for shift in (0, 32)])
     _check(_libc.capset(ctypes.byref(header), halves),
            f"capset({effective:#x}, {permitted:#x}, {inheritable:#x})")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def set_seccomp_filter(program: bytes) -> None:
+    """Load a compiled seccomp filter (BPF instructions, as libseccomp exports them) onto the
+    calling thread: it judges every system call from here on, across exec, and is never lifted.
+    The kernel takes it only with no_new_privs set, or from a caller with CAP_SYS_ADMIN."""
+    fprog = _SockFprog(len(program) // _SOCK_FILTER_SIZE, program)
+    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
+                       0, 0), f"prctl(PR_SET_SECCOMP, {fprog.len} instructions)")
 
 
 def close_range(first: int, last: int, flags: int = 0) -> None:

@@ -28,6 +28,7 @@ from labkit.lessons import samples
 from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.terminal import Transcript, replay
 from labkit.lessons.union_filesystems import busybox_image, lowers_of
+from labkit.runtime.steps.hardening import last_capability
 from labkit.show import Table
 
 CONTAINER_PREFIX = "l06-"
@@ -154,6 +155,18 @@ def escape_in_container(escape: Path, *paths: str) -> containers.Outcome:
                           remove=True)
 
 
+# The escape a seccomp filter closes: a user namespace, in which root has every capability
+# again, and there a mount.
+USERNS_ESCAPE = ("unshare -U -r -m sh -c 'grep CapEff /proc/self/status; "
+                 "mount -t tmpfs mine /tmp && echo mounted a tmpfs'")
+
+
+def user_namespace_escape(profile: str) -> containers.Outcome:
+    """Try the escape in a lab container whose seccomp profile is ``profile``."""
+    return containers.run("busybox", ["sh", "-c", USERNS_ESCAPE], remove=True,
+                          security_opt=[f"seccomp={profile}"])
+
+
 # ---------------------------------------------------------------------------------------------
 # The claims
 
@@ -218,6 +231,20 @@ def expect_escaped(output: str, outside: str) -> None:
 def expect_confined(output: str, outside: str) -> None:
     expect(f"after pivot_root, the same escape cannot reach {outside}",
            f"{outside}: not reachable" in output.splitlines(), output)
+
+
+def expect_seccomp_stops_the_escape(unconfined: containers.Outcome,
+                                    default: containers.Outcome) -> None:
+    expect("without a seccomp filter the container's root makes a user namespace, gets every "
+           "capability back and mounts; the default filter refuses the first call",
+           "mounted a tmpfs" in unconfined.stdout and _every_capability() in unconfined.stdout
+           and "mounted" not in default.stdout and "Operation not permitted" in default.stderr,
+           (unconfined.stdout, default.stdout, default.stderr))
+
+
+def _every_capability() -> str:
+    """``CapEff`` of a process with every capability this kernel knows, as /proc shows it."""
+    return f"CapEff:\t{(1 << (last_capability() + 1)) - 1:016x}"
 
 
 # ---------------------------------------------------------------------------------------------

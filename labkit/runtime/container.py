@@ -30,13 +30,14 @@ from labkit.runtime.steps.pid import PidNamespace
 from labkit.runtime.steps.pivot_root import PivotRoot
 from labkit.runtime.steps.proc import ProcAndSys
 from labkit.runtime.steps.rootfs import RootFs
+from labkit.runtime.steps.seccomp import Seccomp
 from labkit.runtime.steps.static_init import StaticInit
 
 Volume = tuple[str | Path, str, bool]
 
 def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path, hostname: str,
               volumes: Sequence[Volume] = (), workdir: str = "/", *, init: str | Path,
-              rootfs: str | Path | None = None) -> list[Step]:
+              seccomp: str | None = None, rootfs: str | Path | None = None) -> list[Step]:
     """The ordered steps of a full container; give them to a ``Spec`` with the command and env.
 
     - ``layers``: the image's read-only layer directories, **top first** (the order of overlay's
@@ -53,6 +54,8 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
     - ``init``: the host path of the static init (``init.c``, compiled ``-static``), which runs
       the command as the container's PID 1 (``steps/static_init.py``). The engine builds it
       (``labkit.engine.builds.static_init``), as docker hands runc its ``docker-init``;
+    - ``seccomp``: a compiled seccomp filter (``labkit.engine.seccomp``), loaded last, or None
+      for none (``--security-opt seccomp=unconfined``);
     - ``rootfs``: the empty directory the container's root filesystem is mounted on, seen only
       inside the container's own mount namespace; by default ``merged`` beside ``upper``,
       created when the container starts (docker's overlay2 keeps ``merged`` beside ``diff``
@@ -78,4 +81,5 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
         ProcAndSys(mount_point),
         PivotRoot(mount_point, workdir),
         Hardening(),
+        *([Seccomp(seccomp)] if seccomp else []),
     ]

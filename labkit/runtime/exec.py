@@ -15,7 +15,8 @@ the caller may be a multithreaded Jupyter kernel) joins them one by one and star
    child lands in the container's PID namespace, the helper stays outside and waits;
 5. the child takes a terminal of the container's devpts for ``-t`` (``steps/console.py``),
    gets the very hardening ``run`` applies (``steps/hardening.py``: descriptors, capabilities,
-   no_new_privs), enters the container's working directory, and execs the command.
+   no_new_privs; and ``steps/seccomp.py``, the container's seccomp filter), enters the
+   container's working directory, and execs the command.
 
 The helper forwards the caller's signals to the command and exits with its code, with docker's
 codes for the lab's own failures (125), a command that is not executable (126) or not found
@@ -43,6 +44,7 @@ from labkit.runtime.init import (
 )
 from labkit.runtime.steps.console import take_terminal
 from labkit.runtime.steps.hardening import Hardening
+from labkit.runtime.steps.seccomp import Seccomp
 
 # Every namespace kind a container may have of its own; the mount namespace last, as it moves
 # the caller's root. (A user namespace would come first; the lab's containers have none.)
@@ -50,11 +52,12 @@ KINDS = ("cgroup", "ipc", "net", "pid", "time", "uts", "mnt")
 
 
 def argv(init_pid: int, init_start: int | None, command: list[str], env: dict[str, str],
-         workdir: str, console_fd: int | None = None) -> list[str]:
-    """The helper's command line. ``console_fd``: a unix socket the helper inherits, on which
-    it sends the master of the command's terminal (``-t``)."""
+         workdir: str, seccomp: str | None, console_fd: int | None = None) -> list[str]:
+    """The helper's command line. ``seccomp``: the container's compiled seccomp filter, which
+    the command gets too (None: unconfined). ``console_fd``: a unix socket the helper inherits,
+    on which it sends the master of the command's terminal (``-t``)."""
     request = {"init_pid": init_pid, "init_start": init_start, "command": command, "env": env,
-               "workdir": workdir, "console_fd": console_fd}
+               "workdir": workdir, "seccomp": seccomp, "console_fd": console_fd}
     return python_argv("labkit.runtime.exec:main", json.dumps(request))
 
 
@@ -108,6 +111,8 @@ def _command(request: dict, signal_mask: set[signal.Signals]) -> int:
         if request["console_fd"] is not None:
             take_terminal(request["console_fd"])
         Hardening().apply()
+        if request["seccomp"]:
+            Seccomp(request["seccomp"]).apply()
         _enter(request["workdir"])
     except (LabError, OSError) as error:
         return _fail(LAB_ERROR, str(error))
