@@ -394,3 +394,19 @@ def test_twenty_concurrent_runs_make_twenty_whole_containers():
     assert os.listdir(store.home() / "tmp") == []
     uppers = {path.parent.name for path in (store.home() / "containers").glob("*/upper")}
     assert uppers == {container.id for container in containers.ps(all=True)}
+
+
+def test_run_rm_it_of_a_short_command_on_a_terminal_ends_cleanly_every_time():
+    """``run --rm -it`` on a terminal sends the window's size as it attaches. With a short
+    command that size can arrive after the container's terminal closed and before it exits:
+    the monitor must pass it by, record the exit and honour --rm. It used to die of EBADF,
+    leaving a traceback here and a dead container in the store (6 runs of 6)."""
+    before = set(store.reading().container_ids())
+    for _ in range(6):
+        session = replay([LABKIT, "run", "--rm", "-it", "busybox", "sh", "-c", "exit 7"], [])
+        assert (session.exit_code, session.timed_out) == (7, False), session.text
+        assert session.text.strip() == "", session.text
+    deadline = time.monotonic() + 10  # --rm is the monitor's last act, after the exit code
+    while set(store.reading().container_ids()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(store.reading().container_ids()) == before

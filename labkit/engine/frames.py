@@ -167,7 +167,12 @@ class Connection:
             self._read_more()
 
     def _read_more(self) -> None:
-        data = self.socket.recv(65536)
+        try:
+            data = self.socket.recv(65536)
+        except ConnectionResetError:
+            # The monitor closed with frames of ours still unread (a resize sent as it
+            # finished): the kernel says so with a reset, after all it sent. Its stream ended.
+            data = b""
         for frame in self._reader.feed(data):
             if frame.kind == Kind.MONITOR:
                 self._watch_monitor(frame.fields()["pid"])

@@ -296,6 +296,8 @@ class Monitor:
         del self.outputs[fd]
         if fd == self.stdin:
             self.stdin = None
+        if fd == self.master:
+            self.master = None  # a resize that comes now finds no terminal: it is passed by
         self._watch(fd)
         os.close(fd)
 
