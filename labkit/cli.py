@@ -91,6 +91,7 @@ def _container_verbs(verbs) -> None:
 
     ps = verbs.add_parser("ps", help="list the running containers")
     ps.add_argument("-a", "--all", action="store_true", help="list every container")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print only their ids")
 
     stop = verbs.add_parser("stop", help="stop containers: SIGTERM, then SIGKILL")
     stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
@@ -115,8 +116,8 @@ def _container_verbs(verbs) -> None:
     commit.add_argument("container")
     commit.add_argument("image", help="the new image's name, such as lab/web:v2")
 
-    rmi = verbs.add_parser("rmi", help="remove an image, and the layers no one else uses")
-    rmi.add_argument("image")
+    rmi = verbs.add_parser("rmi", help="remove images, and the layers no one else uses")
+    rmi.add_argument("images", nargs="+", metavar="IMAGE")
 
     verbs.add_parser("gc", help="make the store agree with what runs, after a crash")
 

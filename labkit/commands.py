@@ -123,15 +123,17 @@ def commit(args) -> int:
 
 
 def rmi(args) -> int:
-    """``labkit rmi IMAGE``: say what went, as docker does."""
+    """``labkit rmi IMAGE...``: say what went, as docker does, image by image."""
     from labkit.engine import store
     from labkit.engine.rmi import rmi
 
-    removed = rmi(args.image)
-    print(f"Untagged: {':'.join(store.parse_reference(args.image))}")
-    for digest in removed:
-        print(f"Deleted: {digest}")
-    return 0
+    def remove(image: str) -> None:
+        removed = rmi(image)
+        print(f"Untagged: {':'.join(store.parse_reference(image))}")
+        for digest in removed:
+            print(f"Deleted: {digest}")
+
+    return _each(args.images, remove, echo=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,11 +219,15 @@ def attach(args) -> int:
 
 
 def ps(args) -> int:
-    """``labkit ps [-a]``"""
+    """``labkit ps [-a] [-q]``"""
     from labkit import show
     from labkit.engine import containers
 
-    show.echo(show.containers(containers.ps(all=args.all)))
+    found = containers.ps(all=args.all)
+    if args.quiet:
+        print("".join(f"{container.short_id}\n" for container in found), end="")
+    else:
+        show.echo(show.containers(found))
     return 0
 
 

@@ -416,7 +416,9 @@ def containers(found: Sequence[Container]) -> Table:
 
 
 def _command_cell(command: list[str]) -> str:
-    text = " ".join(command)
+    """The command, quoted and cut to 20 characters as docker shows it; a control character
+    (an escape sequence, say) is written out, never sent raw to the learner's terminal."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(command))
     return f'"{text if len(text) <= 20 else text[:19] + "…"}"'
 
 

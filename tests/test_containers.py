@@ -410,3 +410,32 @@ def test_run_rm_it_of_a_short_command_on_a_terminal_ends_cleanly_every_time():
     while set(store.reading().container_ids()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(store.reading().container_ids()) == before
+
+
+SANDBOX_RUN_D = """
+mount -t tmpfs lab-cwd "$1" && cd "$1" &&
+"$LABKIT" run -d --name from-a-mount busybox sleep 1000 > /dev/null &&
+cd / && umount "$1" && echo unmounted
+"""
+
+
+def test_run_d_from_a_mounted_directory_keeps_nothing_of_it_busy(tmp_path):
+    """The monitor outlives ``labkit run -d``: it must not keep the caller's working directory
+    (a mount the learner wants to unmount next), so it starts in ``/``."""
+    (tmp_path / "mnt").mkdir()
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                           SANDBOX_RUN_D, "sandbox", str(tmp_path / "mnt")],
+                          env={**os.environ, "LABKIT": LABKIT}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout == "unmounted\n", done.stderr
+    assert containers.inspect("from-a-mount").status == store.RUNNING
+
+
+def test_ps_q_prints_short_ids_and_ps_writes_control_characters_out():
+    box = containers.run("busybox", ["sh", "-c", "sleep 99", "\x07\x1b[2J"], detach=True)
+    quiet = labkit("ps", "-q")
+    assert box.short_id in quiet.stdout.split()
+    assert all(re.fullmatch(r"[0-9a-f]{12}", line) for line in quiet.stdout.splitlines())
+    listed = labkit("ps")
+    assert "\x07" not in listed.stdout and "\x1b" not in listed.stdout
+    assert '"sh -c sleep 99 \\x07…"' in listed.stdout

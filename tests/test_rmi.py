@@ -71,3 +71,18 @@ def test_a_second_name_of_the_same_image_is_only_untagged():
 ])
 def test_rmi_refuses_an_unknown_image_or_a_bad_reference(reference, says):
     assert_refused_and_nothing_made(["rmi", reference], 1, says)
+
+
+def test_rmi_of_several_images_removes_each_and_reports_each_failure():
+    commit_change("busybox", "echo 1 > /one", "maker-a", "lab/many:a")
+    commit_change("busybox", "echo 2 > /two", "maker-b", "lab/many:b")
+    containers.rm("maker-a")
+    containers.rm("maker-b")
+    done = labkit("rmi", "lab/many:a", "lab/nothing:here", "lab/many:b")
+    assert done.returncode == 1  # one failed, and the others were still removed, as docker does
+    assert [line for line in done.stdout.splitlines() if line.startswith("Untagged")] == [
+        "Untagged: lab/many:a", "Untagged: lab/many:b"]
+    assert done.stderr.splitlines() == [
+        "labkit: no such image: lab/nothing:here (labkit images lists them)"]
+    lab = store.reading()
+    assert lab.image("lab/many:a") is None and lab.image("lab/many:b") is None

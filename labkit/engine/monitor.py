@@ -125,7 +125,10 @@ def _detached(directory: Path, first_client: socket.socket, spec: Spec) -> int:
 
 def _run(directory: Path, first_client: socket.socket, spec: Spec) -> int:
     """The monitor's whole life, in the process forked for it. It then exits at once: nothing
-    to finalize, the kernel closes the clients' sockets."""
+    to finalize, the kernel closes the clients' sockets. It lives in ``/``: the directory its
+    caller was in may be a mount, which the learner could not unmount while a monitor sat in it
+    (every path it uses is absolute)."""
+    os.chdir("/")
     Monitor(directory, first_client).run(spec)
     return 0
 
