@@ -176,3 +176,28 @@ def test_commit_refuses_a_bad_image_reference(reference):
 def test_commit_refuses_an_unknown_container():
     assert_refused_and_nothing_made(["commit", "nobody-here", "lab/x"], 1,
                                     "no such container: 'nobody-here'")
+
+
+SPARSE = ("dd if=/dev/zero of=/sparse bs=1 count=0 seek=256M 2>/dev/null && "
+          "echo middle | dd of=/sparse bs=1 seek=128M conv=notrunc 2>/dev/null && "
+          "echo end >> /sparse")
+
+
+def test_a_sparse_file_stays_sparse_in_the_layer():
+    """A 256 MB file of holes with two short runs of data takes a few KB of disk; copied byte
+    by byte it became 256 MB of zeros in the layer. The commit keeps its holes, and its bytes."""
+    lab = store.reading()
+    run_ok("busybox", SPARSE, name="sparse")
+    image = containers.commit("sparse", "lab/sparse:v1")
+    copy = lab.layer_tree(image.layers[-1]) / "sparse"
+    info = copy.stat()
+    assert info.st_size == 2**28 + len("end\n")
+    assert info.st_blocks * 512 < 1 << 20, f"{info.st_blocks * 512} bytes on disk"
+    with open(copy, "rb") as sparse:
+        sparse.seek(2**27)
+        assert sparse.read(7) == b"middle\n"
+        sparse.seek(info.st_size - 4)
+        assert sparse.read() == b"end\n"
+    seen = run_ok("lab/sparse:v1", "tail -c 4 /sparse; dd if=/sparse bs=1 skip=134217728 "
+                  "count=6 2>/dev/null", remove=True).stdout
+    assert seen == "end\nmiddle"

@@ -180,13 +180,35 @@ def _copy_bytes_steadily(fd: int, shown: str, target: str) -> os.stat_result:
         if not stat.S_ISREG(before.st_mode):
             raise _Replaced
         with open(target, "wb") as copy:
-            offset = 0
-            while sent := os.sendfile(copy.fileno(), fd, offset, CHUNK):
-                offset += sent
+            _copy_data(fd, copy.fileno(), before.st_size)
         after = os.fstat(fd)
         if _version(before) == _version(after):
             return after
     raise _keeps_changing(shown)
+
+
+def _copy_data(source: int, target: int, size: int) -> None:
+    """Copy the data of ``source`` to ``target``, and keep its holes holes.
+
+    A sparse file (``truncate -s 2G``) is mostly holes that take no disk; read byte by byte it
+    is all zeros, and copied so it would fill 2 GB of the layer. SEEK_DATA finds where each run
+    of data starts and SEEK_HOLE where it ends: only those are copied, each at its own offset,
+    and the file is cut to its size, so the copy has the same holes (as ``cp --sparse``).
+    """
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(source, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: no data after offset, only a hole
+                raise
+            break
+        end = os.lseek(source, start, os.SEEK_HOLE)
+        os.lseek(target, start, os.SEEK_SET)  # sendfile writes where the target stands
+        while start < end and (sent := os.sendfile(target, source, start, min(CHUNK, end - start))):
+            start += sent
+        offset = end
+    os.ftruncate(target, size)
 
 
 def _keeps_changing(shown: str) -> LabError:
