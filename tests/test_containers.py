@@ -439,3 +439,14 @@ def test_ps_q_prints_short_ids_and_ps_writes_control_characters_out():
     listed = labkit("ps")
     assert "\x07" not in listed.stdout and "\x1b" not in listed.stdout
     assert '"sh -c sleep 99 \\x07…"' in listed.stdout
+
+
+def test_rm_f_right_after_start_removes_the_container_every_time():
+    """``start`` then at once ``rm -f``: the container's short command may be ending, its
+    monitor finishing with its socket closed and its state not yet written. rm -f must wait
+    for it, not report it as "started again meanwhile" (3 runs of 30 did)."""
+    for _ in range(20):
+        box = containers.run("busybox", ["true"], name="restarted")
+        assert labkit("start", "restarted").returncode == 0
+        containers.rm("restarted", force=True)
+        assert box.id not in store.reading().container_ids()

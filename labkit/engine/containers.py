@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from labkit.engine import monitor, names, seccomp, store
@@ -40,13 +41,14 @@ from labkit.runtime.exec import argv as joining_argv
 from labkit.runtime.spec import Spec
 
 DEAD = "dead"  # its state says running, but its monitor is gone: `labkit gc` tidies it up
+DAMAGED = "damaged"  # a record of it cannot be read: `labkit rm -f` removes it
 STOP_TIMEOUT = 10.0  # docker's grace period between SIGTERM and SIGKILL
 
 
 @dataclass(frozen=True)
 class Container:
     """One container as ``ps`` and ``inspect`` see it: how it was made, what became of it, and
-    its status now (created, running, exited, or dead)."""
+    its status now (created, running, exited, dead, or damaged)."""
 
     config: store.ContainerConfig
     state: store.ContainerState
@@ -265,7 +267,7 @@ def _start_monitor(directory: Path, spec: Spec, attach: bool, fork: bool) -> Con
 def _settle(lab: store.Store, container_id: str) -> None:
     """Wait for a monitor that has recorded its container's end and is tidying up."""
     directory = lab.container_dir(container_id)
-    if monitor.alive(directory) and lab.container_state(container_id).status == store.EXITED:
+    if monitor.alive(directory) and _view(lab, container_id).status == store.EXITED:
         monitor.wait_gone(directory)
 
 
@@ -319,9 +321,25 @@ def _view(lab: store.Store, container_id: str) -> Container:
     monitor writes its container's end before it exits, so a state read after a monitor was
     found gone is final, and if it still says running, the monitor died without writing it."""
     holds = monitor.alive(lab.container_dir(container_id))
-    config, state = lab.container_config(container_id), lab.container_state(container_id)
+    try:
+        config, state = lab.container_config(container_id), lab.container_state(container_id)
+    except store.Damaged:
+        return Container(_config_or_stand_in(lab, container_id), store.ContainerState(), DAMAGED)
     status = DEAD if state.status == store.RUNNING and not holds else state.status
     return Container(config, state, status)
+
+
+def _config_or_stand_in(lab: store.Store, container_id: str) -> store.ContainerConfig:
+    """A damaged container's config if that is what still reads, else one that says only what
+    the store knows for sure: its id, and when its directory was made."""
+    try:
+        return lab.container_config(container_id)
+    except store.Damaged:
+        made = lab.container_dir(container_id).stat().st_mtime
+        return store.ContainerConfig(
+            id=container_id, name=names.short(container_id), image="?", image_digest="",
+            layers=[], command=["?"], env={}, workdir="/", hostname="", volumes=[],
+            created=datetime.fromtimestamp(made, UTC).isoformat())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,11 +361,16 @@ def rm(reference: str, force: bool = False) -> str:
     lab = store.reading()
     container_id = lab.find_container(reference)
     container = _view(lab, container_id)
-    if container.status == store.RUNNING:
+    directory = lab.container_dir(container_id)
+    if container.status == store.RUNNING or (container.status == DAMAGED
+                                             and monitor.alive(directory)):
         if not force:
             raise LabError(f"cannot remove running container {container.name}: stop it first "
                            f"(labkit stop {container.name}), or use rm -f")
-        _end(lab.container_dir(container_id), signal.SIGKILL, None)
+        _end(directory, signal.SIGKILL, None)
+        # Its monitor may have been finishing, its socket closed and its state not yet
+        # written: then _end found no one to tell, and only its exit says it is done.
+        monitor.wait_gone(directory)
     _settle(lab, container_id)
     with store.writing() as lab:
         container_id = lab.find_container(container_id)

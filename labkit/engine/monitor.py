@@ -248,13 +248,21 @@ class Monitor:
             self.master = self.stdin = master
             self._add_output(master, Kind.STDOUT)
 
+    def _state(self) -> store.ContainerState:
+        """The container's state as it stands, or a fresh one if it was damaged meanwhile:
+        the monitor knows all that goes in it, and writes it whole."""
+        try:
+            return self.lab.container_state(self.id)
+        except store.Damaged:
+            return store.ContainerState()
+
     def _record_running(self) -> None:
         init = self.container.init_pid
         try:
             started = stat(init).start_time
         except (FileNotFoundError, ProcessLookupError):  # it has run its course already
             started = None
-        state = replace(self.lab.container_state(self.id), status=store.RUNNING,
+        state = replace(self._state(), status=store.RUNNING,
                         monitor_pid=os.getpid(), init_pid=init, init_start=started,
                         started_at=store.timestamp(), finished_at="", exit_code=None, error=None)
         self.lab.save_container_state(self.id, state)
@@ -424,7 +432,7 @@ class Monitor:
             clear_work(work)
         except LabError as refusal:
             error = error or str(refusal)
-        state = replace(self.lab.container_state(self.id), status=store.EXITED,
+        state = replace(self._state(), status=store.EXITED,
                         exit_code=exit_code, finished_at=store.timestamp(), error=error)
         self.lab.save_container_state(self.id, state)
         self._broadcast(control(Kind.EXIT, exit_code=exit_code, error=error))

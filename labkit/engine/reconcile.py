@@ -19,10 +19,12 @@ safe:
    container) would run on with no record at all. A container's process is recognised by its
    root: the overlay whose upper is that container's, as ``/proc/PID/mountinfo`` shows it;
 4. **what is no container** in ``containers/`` (a directory without its config: an upper
-   orphaned by an older version) is removed;
+   orphaned by an older version; or one whose config cannot be read, and no monitor holds) is
+   removed;
 5. **containers without a monitor are marked exited**: with 137 (SIGKILL) when gc just killed
-   them, else 255 (their real exit code died with their monitor); and their overlay's work
-   directory, where a killed mount leaves its scratch files, is emptied;
+   them, else 255 (their real exit code died with their monitor), a state that cannot be read
+   written anew; and their overlay's work directory, where a killed mount leaves its scratch
+   files, is emptied;
 6. **layers that no image lists and no container stands on** (an ``rmi`` killed half-way) are
    removed.
 
@@ -62,9 +64,9 @@ def collect() -> list[str]:
         killed = kill_unmonitored(lab)
         done += [f"killed {count} process(es) of {_describe(lab, container_id)}: its monitor "
                  f"was gone" for container_id, count in sorted(killed.items())]
-        for path in broken_containers(lab):
+        for path, why in broken_containers(lab):
             lab.discard(path)
-            done.append(f"removed containers/{path.name}: no container's config in it")
+            done.append(f"removed containers/{path.name}: {why}")
         done += settle(lab, killed)
         for digest in lab.unused_layers():
             lab.remove_layer(digest)
@@ -202,13 +204,20 @@ def _kill(pidfds: list[int]) -> None:
 # 4. What is no container
 
 
-def broken_containers(lab: store.Store) -> list[Path]:
-    """The entries of containers/ that are no whole container: no id for a name, or no
-    config. A container appears whole, by rename, so these were left by something else."""
+def broken_containers(lab: store.Store) -> list[tuple[Path, str]]:
+    """The entries of containers/ that are no whole container, and why: no id for a name, no
+    config, or a config that cannot be read and no monitor to stop first (``rm -f`` stops
+    one). A container appears whole, by rename, so these were left by something else: an
+    older version, a crash on a full disk, a hand."""
     if not lab.containers_dir.is_dir():
         return []
-    return sorted(entry for entry in lab.containers_dir.iterdir()
-                  if not names.is_id(entry.name) or not (entry / store.CONFIG).is_file())
+    broken = []
+    for entry in sorted(lab.containers_dir.iterdir()):
+        if not names.is_id(entry.name) or not (entry / store.CONFIG).is_file():
+            broken.append((entry, "no container's config in it"))
+        elif entry.name in lab.damaged_containers() and not monitor.alive(entry):
+            broken.append((entry, "its config cannot be read"))
+    return broken
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +231,10 @@ def settle(lab: store.Store, killed: dict[str, int]) -> list[str]:
         directory = lab.container_dir(container_id)
         if monitor.alive(directory):
             continue
-        state = lab.container_state(container_id)
+        try:
+            state = lab.container_state(container_id)
+        except store.Damaged:
+            state = store.ContainerState()  # written whole again below, as exited
         if state.status != store.EXITED:
             code = KILLED if container_id in killed else UNKNOWN
             lab.save_container_state(container_id, _exited(state, code))

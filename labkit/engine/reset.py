@@ -26,7 +26,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
-from labkit.engine import baseimage, containers, names, reconcile, store
+from labkit.engine import baseimage, containers, monitor, names, reconcile, store
 from labkit.errors import LabError
 
 KEPT = (store.MARKER, "lock")  # what makes the directory a store, and the lock reset holds
@@ -58,8 +58,11 @@ def _count(items: list, noun: str) -> str:
 
 
 def stop_monitored() -> list[str]:
-    """Stop every container that runs with a monitor, at once; return their names."""
-    running = [container for container in containers.ps() if container.status == store.RUNNING]
+    """Stop every container that runs with a monitor, at once, a damaged one included; return
+    their names."""
+    lab = store.reading()
+    running = [container for container in containers.ps(all=True)
+               if monitor.alive(lab.container_dir(container.id))]
     for container in running:
         containers.stop(container.id, timeout=0)
     return [container.name for container in running]
@@ -68,7 +71,7 @@ def stop_monitored() -> list[str]:
 def _name(lab: store.Store, container_id: str) -> str:
     try:
         return lab.container_config(container_id).name
-    except FileNotFoundError:  # its record was removed, and its processes ran on
+    except (FileNotFoundError, store.Damaged):  # removed, its processes running on; or damaged
         return names.short(container_id)
 
 

@@ -250,6 +250,8 @@ class Store:
     def unused_layers(self) -> list[str]:
         """The layers that no image lists and no container stands on (a container keeps the
         layers it was made from, whatever became of its image's name)."""
+        if self.damaged_containers():
+            return []  # what a damaged container stands on is unknown: keep every layer
         used = {digest for image in self.images() for digest in image.layers}
         used.update(digest for config in self.container_configs() for digest in config.layers)
         return [digest for digest in self.layer_digests() if digest not in used]
@@ -287,12 +289,26 @@ class Store:
                       if names.is_id(entry.name))
 
     def container_config(self, container_id: str) -> ContainerConfig:
-        text = (self.container_dir(container_id) / CONFIG).read_text()
-        return ContainerConfig.from_json(json.loads(text))
+        """The container's config; a ``Damaged`` if its file cannot be read as one, and
+        FileNotFoundError if the container itself is gone."""
+        return self._record(container_id, CONFIG, ContainerConfig.from_json)
 
     def container_state(self, container_id: str) -> ContainerState:
-        text = (self.container_dir(container_id) / STATE).read_text()
-        return ContainerState(**json.loads(text))
+        """The container's state, as ``container_config`` reads its config."""
+        return self._record(container_id, STATE, lambda fields: ContainerState(**fields))
+
+    def _record(self, container_id: str, name: str, make):
+        """One of a container's JSON records. A file a crash, a full disk or a hand cut short
+        or filled with garbage is one damaged container, never a traceback from every verb."""
+        path = self.container_dir(container_id) / name
+        try:
+            return make(json.loads(path.read_text()))
+        except FileNotFoundError:
+            if path.parent.is_dir():
+                raise Damaged(container_id, name, "it is missing") from None
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise Damaged(container_id, name, f"{type(error).__name__}: {error}") from None
 
     def save_container_state(self, container_id: str, state: ContainerState) -> None:
         """Replace the state file atomically. The temporary file is made in the container's own
@@ -303,24 +319,33 @@ class Store:
                                scratch=directory)
 
     def container_configs(self) -> list[ContainerConfig]:
-        """The config of every container, oldest first; one removed meanwhile is left out."""
+        """The config of every container that has a readable one, oldest first; one removed
+        meanwhile is left out, and so is a damaged one (``damaged_containers``)."""
         found = []
         for container_id in self.container_ids():
             try:
                 found.append(self.container_config(container_id))
-            except FileNotFoundError:
+            except (FileNotFoundError, Damaged):
                 continue
         return sorted(found, key=lambda config: (config.created, config.id))
 
+    def damaged_containers(self) -> list[str]:
+        """The ids of the containers whose config cannot be read."""
+        readable = {config.id for config in self.container_configs()}
+        return [container_id for container_id in self.container_ids()
+                if container_id not in readable and self.container_dir(container_id).is_dir()]
+
     def find_container(self, reference: str) -> str:
         """The id of the container ``reference`` names, as docker looks it up: its full id,
-        then its name, then a prefix of its id that no other container's id starts with."""
-        configs = self.container_configs()
-        for matches in ([c for c in configs if c.id == reference],
-                        [c for c in configs if c.name == reference]):
-            if matches:
-                return matches[0].id
-        by_prefix = [c.id for c in configs if reference and c.id.startswith(reference)]
+        then its name, then a prefix of its id that no other container's id starts with. A
+        damaged container, whose name is unreadable, is still found by its id."""
+        ids = self.container_ids()
+        if reference in ids:
+            return reference
+        named = [c.id for c in self.container_configs() if c.name == reference]
+        if named:
+            return named[0]
+        by_prefix = [i for i in ids if reference and i.startswith(reference)]
         if len(by_prefix) > 1:
             raise LabError(f"{reference!r} starts the ids of {len(by_prefix)} containers: "
                            f"give more of the id, or the name")
@@ -429,6 +454,17 @@ class Image:
 UPPER, WORK, LOG, CONFIG, STATE, SOCKET = (
     "upper", "work", "log", "config.json", "state.json", "attach.sock")
 CREATED, RUNNING, EXITED = "created", "running", "exited"
+
+
+class Damaged(LabError):
+    """A container record (config or state) that cannot be read: cut short by a crash or a
+    full disk, or written by hand. It names the container and says how to be rid of it."""
+
+    def __init__(self, container_id: str, record: str, why: str):
+        short_id = names.short(container_id)
+        super().__init__(f"container {short_id} is damaged: its {record} cannot be read "
+                         f"({why}); labkit rm -f {short_id} removes it")
+        self.container_id = container_id
 
 
 @dataclass
