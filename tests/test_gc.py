@@ -113,11 +113,14 @@ def test_a_dead_container_whose_processes_died_too_gets_an_unknown_exit_code():
     assert_settled(box, 255)
 
 
-def test_rm_of_a_dead_container_leaves_its_processes_and_gc_kills_them():
+def test_the_processes_of_a_record_removed_behind_the_lab_s_back_are_killed_by_gc():
+    """``rm`` refuses a dead container whose processes run on (see below); but its record can
+    still go by hand, or by an older labkit, and leave them running with no record at all."""
     box = containers.run("busybox", ["sleep", "1000"], detach=True, name="removed-alive")
     kill_monitor(box.id)
-    containers.rm(box.id)
-    assert alive(box.state.init_pid, box.state.init_start), "rm did not look for processes"
+    with store.writing() as lab:
+        lab.remove_container(box.id)
+    assert alive(box.state.init_pid, box.state.init_start)
 
     done = containers.gc()
     assert len(done) == 1 and re.fullmatch(
@@ -169,3 +172,33 @@ def test_gc_unmounts_strays_then_removes_orphans_debris_and_unused_layers(tmp_pa
     assert not orphan.exists() and not lab.layer_dir(unused).exists()
     assert os.listdir(store.home() / "tmp") == []
     assert containers.gc() == [NOTHING]
+
+
+def test_every_verb_sees_a_container_that_runs_on_without_its_monitor():
+    """After ``kill -9`` of a monitor the container runs on. ``start`` must not run a second
+    instance on its upper, ``rm`` must not take its files from under it, and ``stop`` must
+    stop it (it returned 0 and stopped nothing): each says so, and stop does it itself."""
+    labkit("run", "-d", "--name", "orphaned", "busybox", "sleep", "1000")
+    container = kill_monitor("orphaned")
+    pid = container.state.init_pid
+    for verb, then in (("start", "then start it again"), ("rm", "then remove it, or use rm -f")):
+        refused = labkit(verb, "orphaned")
+        assert refused.returncode == 1, refused
+        assert len(refused.stderr.splitlines()) == 1 and re.fullmatch(
+            rf"labkit: container orphaned still runs without its monitor \(\d+ processes\): "
+            rf"stop it first \(labkit stop orphaned\), {then}\n", refused.stderr), refused.stderr
+        assert alive(pid, container.state.init_start)
+    stopped = labkit("stop", "-t", "5", "orphaned")
+    assert (stopped.returncode, stopped.stdout) == (0, "orphaned\n"), stopped.stderr
+    assert not alive(pid, container.state.init_start)
+    assert_settled(container, 143)  # stopped by SIGTERM, as docker stop would
+    assert labkit("start", "orphaned").returncode == 0  # and now it may run again
+    assert containers.inspect("orphaned").status == store.RUNNING
+
+
+def test_rm_f_kills_what_runs_on_without_a_monitor_and_removes_it():
+    labkit("run", "-d", "--name", "orphaned-too", "busybox", "sleep", "1000")
+    container = kill_monitor("orphaned-too")
+    assert labkit("rm", "-f", "orphaned-too").returncode == 0
+    assert not alive(container.state.init_pid, container.state.init_start)
+    assert container.id not in store.reading().container_ids()

@@ -23,6 +23,7 @@ passes, a single-threaded process of the lab's own.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -150,6 +151,7 @@ def start(reference: str) -> Container:
     lab = store.reading()
     container_id = lab.find_container(reference)
     _settle(lab, container_id)
+    _refuse_orphaned(lab, container_id, "start it again")
     spec = _spec(lab, lab.container_config(container_id))
     with store.writing() as lab:
         container_id = lab.find_container(container_id)
@@ -351,6 +353,7 @@ def stop(reference: str, timeout: float = STOP_TIMEOUT) -> Container:
     return once it has stopped. Stopping a stopped container succeeds and changes nothing."""
     lab = store.reading()
     container_id = lab.find_container(reference)
+    _stop_orphans(lab, container_id, timeout)  # its monitor died, its processes run on
     _end(lab.container_dir(container_id), signal.SIGTERM, timeout)
     return inspect(container_id)
 
@@ -371,6 +374,10 @@ def rm(reference: str, force: bool = False) -> str:
         # Its monitor may have been finishing, its socket closed and its state not yet
         # written: then _end found no one to tell, and only its exit says it is done.
         monitor.wait_gone(directory)
+    if force:
+        _stop_orphans(lab, container_id, 0)
+    else:
+        _refuse_orphaned(lab, container_id, "remove it, or use rm -f")
     _settle(lab, container_id)
     with store.writing() as lab:
         container_id = lab.find_container(container_id)
@@ -379,6 +386,30 @@ def rm(reference: str, force: bool = False) -> str:
                            f"stop it first")
         lab.remove_container(container_id)
     return container_id
+
+
+def _stop_orphans(lab: store.Store, container_id: str, grace: float) -> None:
+    """Stop the container's processes that run on without its monitor, if any, as ``stop``
+    would through the monitor (``labkit.engine.reconcile``)."""
+    from labkit.engine import reconcile
+
+    orphaned = reconcile.orphans(lab, container_id)
+    if orphaned:
+        reconcile.stop_orphans(lab, container_id, orphaned, grace)
+
+
+def _refuse_orphaned(lab: store.Store, container_id: str, then: str) -> None:
+    """A LabError if the container's processes run on without its monitor: nothing may run a
+    second instance on its upper directory, nor take its files from under it."""
+    from labkit.engine import reconcile
+
+    orphaned = reconcile.orphans(lab, container_id)
+    for pidfd in orphaned:
+        os.close(pidfd)
+    if orphaned:
+        name = _view(lab, container_id).name
+        raise LabError(f"container {name} still runs without its monitor ({len(orphaned)} "
+                       f"processes): stop it first (labkit stop {name}), then {then}")
 
 
 def _end(directory: Path, first: signal.Signals, grace: float | None) -> None:

@@ -35,6 +35,7 @@ a Jupyter kernel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -139,6 +140,40 @@ def kill_unmonitored(lab: store.Store) -> dict[str, int]:
         _kill(pidfds)
         killed[container_id] = len(pidfds)
     return killed
+
+
+def orphans(lab: store.Store, container_id: str) -> list[int]:
+    """The processes of one container that runs on without its monitor, as pidfds (none if
+    its monitor lives): what ``stop``, ``rm`` and ``start`` must know of a dead container."""
+    if monitor.alive(lab.container_dir(container_id)):
+        return []
+    found = container_processes(lab.containers_dir)
+    for other, pidfds in found.items():
+        if other != container_id:
+            for pidfd in pidfds:
+                os.close(pidfd)
+    return found.get(container_id, [])
+
+
+def stop_orphans(lab: store.Store, container_id: str, pidfds: list[int],
+                 grace: float) -> int:
+    """``docker stop`` without a monitor to ask: SIGTERM every process of the container, SIGKILL
+    what is left ``grace`` seconds later, and record it exited; its exit code as a shell says
+    it, 143 or 137 (the command's own died with its monitor)."""
+    for pidfd in pidfds:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    left = [pidfd for pidfd in pidfds if not select.select([pidfd], [], [], grace)[0]]
+    for pidfd in pidfds:
+        if pidfd not in left:
+            os.close(pidfd)
+    code = KILLED if left else 128 + signal.SIGTERM
+    _kill(left)
+    with store.writing() as lab:
+        state = lab.container_state(container_id)
+        lab.save_container_state(container_id, _exited(state, code))
+        _empty_work(lab.container_dir(container_id) / store.WORK, container_id)
+    return code
 
 
 def container_processes(containers_dir: Path) -> dict[str, list[int]]:
@@ -253,7 +288,8 @@ def _empty_work(work: Path, container: str) -> str:
 
 
 def _exited(state: store.ContainerState, code: int) -> store.ContainerState:
-    why = ("labkit gc killed it" if code == KILLED else "its exit code was lost with it")
+    why = {KILLED: "it was killed", 128 + signal.SIGTERM: "it was stopped"}.get(
+        code, "its exit code was lost with it")
     return replace(state, status=store.EXITED, exit_code=code, finished_at=store.timestamp(),
                    error=f"its monitor died; {why}")
 
