@@ -163,6 +163,7 @@ class Monitor:
         self.master: int | None = None
         self.container: ContainerProcess | None = None
         self.exited = False
+        self.log_lost = False  # a chunk of output the full disk would not take
         self.first = self._add_client(first_client, owner=True)
 
     def run(self, spec: Spec) -> None:
@@ -322,7 +323,10 @@ class Monitor:
         as UTF-8 (a character cut between two chunks is kept for the next)."""
         if text:
             entry = {"time": store.timestamp(), "stream": _STREAMS[kind], "log": text}
-            os.write(self.log, json.dumps(entry).encode() + b"\n")
+            try:
+                os.write(self.log, json.dumps(entry).encode() + b"\n")
+            except OSError:  # the store's disk is full: the clients still get it, live
+                self.log_lost = True
 
     def _write_input(self) -> None:
         try:
@@ -432,9 +436,14 @@ class Monitor:
             clear_work(work)
         except LabError as refusal:
             error = error or str(refusal)
+        if self.log_lost:
+            error = error or "the store's disk was full: some of its output is not in its log"
         state = replace(self._state(), status=store.EXITED,
                         exit_code=exit_code, finished_at=store.timestamp(), error=error)
-        self.lab.save_container_state(self.id, state)
+        try:
+            self.lab.save_container_state(self.id, state)
+        except OSError:  # a full disk: it shows as dead, and gc records it once there is room
+            error = error or "its exit could not be recorded: the store's disk is full"
         self._broadcast(control(Kind.EXIT, exit_code=exit_code, error=error))
         if self.config.auto_remove:
             with self.lab.locked():

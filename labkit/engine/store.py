@@ -29,6 +29,7 @@ is a layer (``rmi``, ``gc``), once no image and no container uses it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -68,9 +69,23 @@ def writing() -> Iterator[Store]:
     _check_writable(root)
     lab = Store(root)
     lab.create()
-    with lab.locked():
+    with lab.locked(), _full_disk_as_one_line(root):
         lab.leftovers = lab.clear_tmp()
         yield lab
+
+
+@contextmanager
+def _full_disk_as_one_line(root: Path) -> Iterator[None]:
+    """A change the store's disk has no room for fails as one line: what was half-made is in
+    tmp/ (removed by the staging that made it, or by the next command), never in place."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise LabError(f"the disk of the store LABKIT_HOME={root} is full: remove containers "
+                       f"and images you no longer need (labkit rm, labkit rmi), or give it more "
+                       f"room") from None
 
 
 def reading() -> Store:
