@@ -71,6 +71,12 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 # glibc has no pivot_root() wrapper, so it is called by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
+# openat2(2): how a path may be resolved (struct open_how's resolve field), and its number (the
+# same on every architecture: it came after the numbers were unified).
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
+_SYS_OPENAT2 = 437
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -121,6 +127,21 @@ def pivot_root(new_root: str, put_old: str) -> None:
     number = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(number, _bytes(new_root), _bytes(put_old)),
            f"pivot_root({new_root!r}, {put_old!r})")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(directory: int, path: str, flags: int, resolve: int) -> int:
+    """Open ``path`` relative to the open ``directory``, resolved as ``resolve`` says: with
+    RESOLVE_IN_ROOT, ``directory`` is the root of the lookup, and no ``..`` nor symlink (an
+    absolute one included) can lead out of it, whatever changes on the way."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    return _check(_libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(directory),
+                                _bytes(path), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))), f"openat2({path!r})")
 
 
 def sethostname(name: str) -> None:

@@ -16,7 +16,9 @@ along, because a read-only remount would cover only the top mount and leave thos
 
 Paths inside the rootfs are resolved as the container will see them: a symlink in the image
 that points at ``/etc`` means the container's ``/etc``, never the host's, even though the
-runtime follows it from the host's side (``inside``). A volume whose container path does not
+runtime follows it from the host's side (``inside``). A volume's mount point is even found and
+made by descriptor, never by a path string (``bind_volume``): another container sharing the
+volume could change the path between two system calls. A volume whose container path does not
 exist in the image gets an empty directory (or file) made for it, as docker makes one; that
 mount point is written through the overlay, so it lands in the container's upper layer, and
 ``commit`` keeps it as an empty directory, as ``docker commit`` does. The runtime's own mount
@@ -35,6 +37,7 @@ when PID 1 starts. From then on it is the container store's job to start each co
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 from collections.abc import Sequence
@@ -51,7 +54,9 @@ from labkit.kernel.syscalls import (
     MS_NOSUID,
     MS_RDONLY,
     MS_REMOUNT,
+    RESOLVE_IN_ROOT,
     mount,
+    openat2,
 )
 from labkit.runtime.spec import Step
 from labkit.runtime.steps.mounts import make_mounts_private
@@ -118,9 +123,82 @@ def bind(source: str, target: str, read_only: bool = False) -> None:
     """Show ``source`` (a directory or a file) at ``target`` too; read-only if asked."""
     mount(source, target, None, MS_BIND)
     if read_only:
-        flags = os.statvfs(target).f_flag
-        kept = sum(mount_flag for flag, mount_flag in _KEPT_FLAGS.items() if flags & flag)
-        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+        remount_read_only(target)
+
+
+def remount_read_only(target: str) -> None:
+    """Make the bind mount at ``target`` read-only, keeping the flags it copied."""
+    flags = os.statvfs(target).f_flag
+    kept = sum(mount_flag for flag, mount_flag in _KEPT_FLAGS.items() if flags & flag)
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def bind_volume(root: int, host: str, container: str, read_only: bool) -> None:
+    """Bind the host path ``host`` at ``container`` in the rootfs open as ``root``, by
+    descriptor: the mount point is found, and made if missing, by ``openat2`` with
+    RESOLVE_IN_ROOT, and the mount lands on the descriptor (``/proc/self/fd/N``), never on a
+    path the host's root would resolve. A volume is a host directory, which another container
+    may share and change at the very moment: with a path, swapping a directory for a symlink
+    between the check and the mkdir or mount made them land anywhere on the host (runc's
+    CVE-2021-30465). runc resolves and mounts this way since."""
+    where = _made_in_root(root, container, directory=os.path.isdir(host))
+    try:
+        mount(host, f"/proc/self/fd/{where}", None, MS_BIND)
+    finally:
+        os.close(where)
+    if read_only:  # the volume now, not what was under it: open it again, through the mount
+        mounted = openat2(root, container, os.O_PATH, RESOLVE_IN_ROOT)
+        try:
+            remount_read_only(f"/proc/self/fd/{mounted}")
+        finally:
+            os.close(mounted)
+
+
+def _made_in_root(root: int, path: str, directory: bool) -> int:
+    """An O_PATH descriptor of ``path`` in the rootfs open as ``root``; what is missing of it is
+    made on the way: directories, and at the end an empty file unless ``directory``. Each
+    lookup starts again at ``root`` and cannot leave it; each make is relative to the parent's
+    descriptor, by a name with no ``/`` in it."""
+    parts = [part for part in path.split("/") if part]
+    for depth in range(1, len(parts)):
+        os.close(_reached(root, parts[:depth], directory=True))
+    return _reached(root, parts, directory)
+
+
+def _reached(root: int, parts: list[str], directory: bool) -> int:
+    """The descriptor of ``parts`` in the rootfs, made first if it is missing."""
+    path = "/".join(parts)
+    try:
+        return openat2(root, path, os.O_PATH, RESOLVE_IN_ROOT)
+    except OSError as error:
+        if error.errno != errno.ENOENT:
+            raise _error(f"cannot reach the mount point /{path} in the container: "
+                         f"{error.strerror}") from None
+    _make(root, "/".join(parts[:-1]), parts[-1], directory)
+    return openat2(root, path, os.O_PATH, RESOLVE_IN_ROOT)
+
+
+def _make(root: int, parent: str, name: str, directory: bool) -> None:
+    """Make ``name`` in the directory ``parent`` of the rootfs, reached by descriptor."""
+    try:
+        where = openat2(root, parent or ".", os.O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT)
+    except OSError as error:  # it was there a moment ago: something changes it, a sharer
+        raise _error(f"cannot make the mount point /{parent}/{name} in the container: "
+                     f"/{parent} changed meanwhile ({error.strerror}); does another "
+                     f"container share that volume?") from None
+    try:
+        if directory:
+            os.mkdir(name, 0o755, dir_fd=where)
+        else:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644,
+                             dir_fd=where))
+    except FileExistsError:
+        pass  # made meanwhile: the lookup after this finds whatever it is, inside the rootfs
+    except OSError as error:
+        raise _error(f"cannot make the mount point {parent}/{name} in the container: "
+                     f"{error.strerror}") from None
+    finally:
+        os.close(where)
 
 
 @dataclass(frozen=True)
@@ -177,11 +255,14 @@ class RootFs(Step):
         overlay = Overlay(self.lowers, self.upper, self.work, self.target)
         overlay.prepare(ExitStack())  # the claim ends at exec, see the module's docstring
         overlay.mount()
-        # Parents before children: a volume at /data/cache must land on the one at /data.
-        for host, container, read_only in sorted(self.volumes,
-                                                 key=lambda volume: volume[1].count("/")):
-            where = mount_point(self.target, container, directory=os.path.isdir(host))
-            bind(host, where, read_only)
+        root = os.open(self.target, os.O_PATH | os.O_DIRECTORY)  # the overlay, now mounted
+        try:
+            # Parents before children: a volume at /data/cache must land on the one at /data.
+            for host, container, read_only in sorted(self.volumes,
+                                                     key=lambda volume: volume[1].count("/")):
+                bind_volume(root, host, container, read_only)
+        finally:
+            os.close(root)
 
 
 def _clean(container_path: str) -> str:
