@@ -127,9 +127,18 @@ def test_stdin_piped_into_run_i_reaches_the_command_whole(tmp_path):
 
 
 def test_the_hostname_is_the_short_id_unless_h_says_otherwise():
-    default = labkit("run", "--name", "named-host", "busybox", "hostname")
-    assert default.stdout == f"{containers.inspect('named-host').short_id}\n"
-    assert labkit("run", "--rm", "-h", "web-1", "busybox", "hostname").stdout == "web-1\n"
+    default = labkit("run", "--name", "named-host", "busybox", "sh", "-c",
+                     "hostname; cat /etc/hostname")
+    short_id = containers.inspect("named-host").short_id
+    assert default.stdout == f"{short_id}\n{short_id}\n"  # the file says so too, not busybox
+    named = labkit("run", "--rm", "-h", "web-1", "busybox", "sh", "-c",
+                   "hostname; cat /etc/hostname")
+    assert named.stdout == "web-1\nweb-1\n"
+    image = containers.commit("named-host", "lab/named-host:v1")  # the bind is no change
+    assert containers.run(image.reference, ["cat", "/etc/hostname"], remove=True,
+                          hostname="again").stdout == "again\n"
+    containers.rm("named-host")
+    containers.rmi(image.reference)
 
 
 def test_when_a_container_ends_its_work_dir_is_cleared_and_its_upper_kept():

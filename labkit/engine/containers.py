@@ -231,7 +231,8 @@ def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     layers = [lab.layer_tree(digest) for digest in reversed(config.layers)]
     steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
                       config.volumes, config.workdir, init=static_init(),
-                      seccomp=_seccomp_program(config))
+                      seccomp=_seccomp_program(config),
+                      engine_files=[(directory / store.HOSTNAME, "/etc/hostname")])
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
 
 

@@ -12,6 +12,7 @@ session can point the whole lab at a temporary store and never touch a learner's
       containers/<id>/          a container (lesson 06), under its 64-digit id, never its name:
         config.json             how it was made: image, layers, command, env, volumes, name
         state.json              what became of it: status, pids, exit code (its monitor writes it)
+        hostname                its /etc/hostname, bound into it (the image's says busybox)
         upper/ work/            its writable layer, and the overlay's work directory beside it
         merged/                 where its root filesystem is mounted, in its own namespace only
         log                     its output, one JSON object per chunk: time, stream, text
@@ -287,6 +288,7 @@ class Store:
             (draft / LOG).touch(mode=0o600)
             (draft / CONFIG).write_text(json.dumps(asdict(config), indent=2) + "\n")
             (draft / STATE).write_text(json.dumps(asdict(ContainerState()), indent=2) + "\n")
+            (draft / HOSTNAME).write_text(config.hostname + "\n")
             draft.rename(self.container_dir(config.id))
         return self.container_dir(config.id)
 
@@ -468,6 +470,7 @@ class Image:
 
 UPPER, WORK, LOG, CONFIG, STATE, SOCKET = (
     "upper", "work", "log", "config.json", "state.json", "attach.sock")
+HOSTNAME = "hostname"  # the container's /etc/hostname, bound over the image's, as docker does
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 
 

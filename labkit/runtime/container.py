@@ -37,7 +37,8 @@ Volume = tuple[str | Path, str, bool]
 
 def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path, hostname: str,
               volumes: Sequence[Volume] = (), workdir: str = "/", *, init: str | Path,
-              seccomp: str | None = None, rootfs: str | Path | None = None) -> list[Step]:
+              seccomp: str | None = None, engine_files: Sequence[tuple[str | Path, str]] = (),
+              rootfs: str | Path | None = None) -> list[Step]:
     """The ordered steps of a full container; give them to a ``Spec`` with the command and env.
 
     - ``layers``: the image's read-only layer directories, **top first** (the order of overlay's
@@ -56,6 +57,8 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
       (``labkit.engine.builds.static_init``), as docker hands runc its ``docker-init``;
     - ``seccomp``: a compiled seccomp filter (``labkit.engine.seccomp``), loaded last, or None
       for none (``--security-opt seccomp=unconfined``);
+    - ``engine_files``: ``(host_file, container_path)`` files the engine wrote for this
+      container, bound over the image's (its ``/etc/hostname``, as docker does);
     - ``rootfs``: the empty directory the container's root filesystem is mounted on, seen only
       inside the container's own mount namespace; by default ``merged`` beside ``upper``,
       created when the container starts (docker's overlay2 keeps ``merged`` beside ``diff``
@@ -75,7 +78,7 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
         PidNamespace(),
         IpcNamespace(),
         LoopbackNetwork(),
-        RootFs.of(layers, upper, work, mount_point, volumes),
+        RootFs.of(layers, upper, work, mount_point, volumes, engine_files),
         Devices(mount_point),
         StaticInit(mount_point, str(init)),
         ProcAndSys(mount_point),

@@ -203,9 +203,12 @@ def _make(root: int, parent: str, name: str, directory: bool) -> None:
 
 @dataclass(frozen=True)
 class RootFs(Step):
-    """Mount ``lowers`` (top first) under ``upper`` on ``target``, then bind the volumes in.
+    """Mount ``lowers`` (top first) under ``upper`` on ``target``, then bind the volumes in,
+    and the files the engine wrote for the container (its ``/etc/hostname``, as docker does).
 
-    ``volumes`` holds ``[host_path, container_path, read_only]`` lists.
+    ``volumes`` holds ``[host_path, container_path, read_only]`` lists, ``engine_files``
+    ``[host_path, container_path]`` lists; the engine writes those just before the start, so
+    they are checked when they are bound, not when the spec is made.
     """
 
     lowers: list[str]
@@ -213,17 +216,20 @@ class RootFs(Step):
     work: str
     target: str
     volumes: list[list] = field(default_factory=list)
+    engine_files: list[list] = field(default_factory=list)
     namespaces = CLONE_NEWNS
 
     @classmethod
     def of(cls, lowers: Sequence[str | Path], upper: str | Path, work: str | Path,
-           target: str | Path,
-           volumes: Sequence[tuple[str | Path, str, bool]] = ()) -> RootFs:
+           target: str | Path, volumes: Sequence[tuple[str | Path, str, bool]] = (),
+           engine_files: Sequence[tuple[str | Path, str]] = ()) -> RootFs:
         """A RootFs of absolute host paths and clean container paths, checked."""
         overlay = Overlay.of(lowers, upper, work, target)
         volumes = [[os.path.abspath(host), _clean(container), read_only]
                    for host, container, read_only in volumes]
-        return cls(overlay.lowers, overlay.upper, overlay.work, overlay.target, volumes)
+        engine_files = [[os.path.abspath(host), container] for host, container in engine_files]
+        return cls(overlay.lowers, overlay.upper, overlay.work, overlay.target, volumes,
+                   engine_files)
 
     def __post_init__(self) -> None:
         """Refuse a bad volume before anything exists: in the caller, and again in the
@@ -261,6 +267,8 @@ class RootFs(Step):
             for host, container, read_only in sorted(self.volumes,
                                                      key=lambda volume: volume[1].count("/")):
                 bind_volume(root, host, container, read_only)
+            for host, container in self.engine_files:
+                bind_volume(root, host, container, read_only=False)
         finally:
             os.close(root)
 
