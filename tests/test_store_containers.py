@@ -31,7 +31,9 @@ def make(lab: store.Store, name: str, container_id: str | None = None,
 def test_a_container_appears_whole_under_its_id(lab):
     config = make(lab, "web")
     directory = lab.containers_dir / config.id
-    assert sorted(os.listdir(directory)) == ["config.json", "log", "state.json", "upper", "work"]
+    assert sorted(os.listdir(directory)) == [
+        "config.json", "hostname", "log", "state.json", "upper", "work"]
+    assert (directory / "hostname").read_text() == "box\n"  # bound over its /etc/hostname
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     assert oct((directory / "upper").stat().st_mode & 0o777) == "0o755"
     assert lab.container_config(config.id) == config
@@ -46,7 +48,7 @@ def test_a_state_is_replaced_atomically_and_leaves_no_temporary_file(lab):
     assert lab.container_state(config.id) == state
     assert json.loads((lab.containers_dir / config.id / "state.json").read_text())["exit_code"] == 3
     assert sorted(os.listdir(lab.containers_dir / config.id)) == [
-        "config.json", "log", "state.json", "upper", "work"]
+        "config.json", "hostname", "log", "state.json", "upper", "work"]
 
 
 def test_lookup_takes_the_id_then_the_name_then_a_unique_prefix(lab):
