@@ -15,6 +15,7 @@ Lesson 06 completes a container, in the order ``labkit.runtime.container`` appli
 10. ``proc.py``: ``/proc`` with masked and read-only paths, ``/sys`` read-only.
 11. ``pivot_root.py``: the rootfs becomes ``/``, the host's root is detached; the workdir.
 12. ``hardening.py``: no leaked descriptor, fewer capabilities, no_new_privs.
+13. ``seccomp.py``: a filter that refuses the system calls a container's root must not make.
 
 Every step is a small dataclass built on ``labkit.runtime.spec.Step``: it names the namespaces
 it needs and what it does inside them.
