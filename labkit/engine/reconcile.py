@@ -15,9 +15,11 @@ safe:
 2. with the store's lock held (no command can start a container meanwhile), **what killed
    commands left in tmp/** is removed, as every locking command does;
 3. **processes of containers without a monitor** are killed: a container whose monitor died
-   would run on with its output going nowhere, and one removed meanwhile (``rm`` of a dead
-   container) would run on with no record at all. A container's process is recognised by its
-   root: the overlay whose upper is that container's, as ``/proc/PID/mountinfo`` shows it;
+   would run on with its output going nowhere, and one whose record went behind the lab's back
+   would run on with no record at all. A container's process is recognised by its root: the
+   overlay whose upper is that container's, as ``/proc/PID/mountinfo`` shows it. ``stop``,
+   ``rm`` and ``start`` look for one container's the same way (``orphans``), so that none of
+   them mistakes a container whose monitor died for one that has stopped;
 4. **what is no container** in ``containers/`` (a directory without its config: an upper
    orphaned by an older version; or one whose config cannot be read, and no monitor holds) is
    removed;
@@ -246,11 +248,11 @@ def broken_containers(lab: store.Store) -> list[tuple[Path, str]]:
     older version, a crash on a full disk, a hand."""
     if not lab.containers_dir.is_dir():
         return []
-    broken = []
+    broken, damaged = [], set(lab.damaged_containers())
     for entry in sorted(lab.containers_dir.iterdir()):
         if not names.is_id(entry.name) or not (entry / store.CONFIG).is_file():
             broken.append((entry, "no container's config in it"))
-        elif entry.name in lab.damaged_containers() and not monitor.alive(entry):
+        elif entry.name in damaged and not monitor.alive(entry):
             broken.append((entry, "its config cannot be read"))
     return broken
 
