@@ -359,9 +359,12 @@ def test_the_host_s_files_are_unreachable_even_through_a_chroot_escape(box, tmp_
 
 
 def test_the_static_init_reaps_orphans(box):
+    # Wait until the 50 orphans have run and gone, and show the very table that said so: a
+    # table taken after the wait could catch one more orphan between its exit and its reaping.
     script = ("for i in $(seq 50); do (sleep 0 &); done; "
-              "for i in $(seq 500); do ps -o stat | grep -q Z || break; sleep 0.01; done; "
-              "ps -o pid,stat,comm")
+              "for i in $(seq 500); do seen=$(ps -o pid,stat,comm); "
+              "echo \"$seen\" | grep -qE ' Z|sleep' || break; sleep 0.01; done; "
+              "echo \"$seen\"")
     result = box.run("sh", "-c", script)
     assert result.exit_code == 0, result.stderr
     processes = [line.split() for line in result.stdout.splitlines()[1:]]
