@@ -73,8 +73,13 @@ case "${1:-}" in
         setup setup ;;
     start)
         setup start
+        # The terminals JupyterLab opens inherit this PATH, with the lab's labkit first, so
+        # that `labkit ps` works there as the lessons type it; and they run bash, not as a
+        # login shell (Jupyter's default), whose /etc/profile would set PATH anew.
+        export PATH="$PWD/$VENV/bin:$PATH"
         say "serving the lessons; open the URL with its token printed below"
         exec "$VENV/bin/jupyter" lab --allow-root --no-browser \
+            --ServerApp.terminado_settings="{'shell_command': ['/bin/bash']}" \
             --ip "${LAB_IP:-127.0.0.1}" --port "${LAB_PORT:-8888}" \
             --ServerApp.root_dir="${LAB_NOTEBOOKS:-notebooks}" ;;
     test)
