@@ -123,13 +123,18 @@ def commit(args) -> int:
 
 
 def rmi(args) -> int:
-    """``labkit rmi IMAGE...``: say what went, as docker does, image by image."""
+    """``labkit rmi IMAGE...``: say what went, as docker does, image by image: the name, then
+    the image itself by the id ``commit`` printed and ``images`` shows the start of, unless
+    another name keeps it, then the layers that went with it."""
     from labkit.engine import store
     from labkit.engine.rmi import rmi
 
-    def remove(image: str) -> None:
-        removed = rmi(image)
-        print(f"Untagged: {':'.join(store.parse_reference(image))}")
+    def remove(reference: str) -> None:
+        image = store.reading().image(reference)
+        removed = rmi(reference)  # a missing image is its LabError, before anything is printed
+        print(f"Untagged: {':'.join(store.parse_reference(reference))}")
+        if all(other.digest != image.digest for other in store.reading().images()):
+            print(f"Deleted: {image.digest}")
         for digest in removed:
             print(f"Deleted: {digest}")
 

@@ -51,14 +51,17 @@ _COLOURS = {True: "green", False: "red", None: ""}
 
 
 class Table:
-    """A titled table with a plain, a rich and an HTML form."""
+    """A titled table with a plain, a rich and an HTML form. The columns named in ``whole`` are
+    never cut short, however narrow the terminal (rich squeezes the others): a name or an id
+    shown with "…" in it cannot be typed back."""
 
     def __init__(self, title: str, columns: list[str], rows: list[list[str | Mark]],
-                 note: str = ""):
+                 note: str = "", whole: Sequence[str] = ()):
         self.title = title
         self.columns = columns
         self.rows = rows
         self.note = note
+        self.whole = tuple(whole)
 
     def __str__(self) -> str:
         cells = [self.columns, *[[str(cell) for cell in row] for row in self.rows]]
@@ -75,8 +78,12 @@ class Table:
         from rich.table import Table as RichTable
 
         table = RichTable(title=self.title or None, caption=self.note or None)
-        for column in self.columns:
-            table.add_column(column)
+        for index, column in enumerate(self.columns):
+            if column in self.whole:
+                widest = max([len(column), *(len(str(row[index])) for row in self.rows)])
+                table.add_column(column, no_wrap=True, min_width=widest)
+            else:
+                table.add_column(column)
         for row in self.rows:
             table.add_row(*[_rich_cell(cell) for cell in row])
         return table
@@ -412,7 +419,8 @@ def containers(found: Sequence[Container]) -> Table:
     """The containers as ``docker ps`` shows them."""
     rows = [[c.short_id, c.config.image, _command_cell(c.config.command), _ago(c.config.created),
              _status_cell(c), c.name] for c in found]
-    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows,
+                 whole=("CONTAINER ID", "NAMES"))
 
 
 def _command_cell(command: list[str]) -> str:

@@ -182,3 +182,24 @@ def test_views_of_this_process_render_in_every_form(rich_html):
 def test_echo_prints_plain_text_when_asked(capsys):
     show.echo(show.namespaces(PAIRS))
     assert capsys.readouterr().out == str(show.namespaces(PAIRS)) + "\n"
+
+
+def test_on_a_narrow_terminal_ps_never_cuts_a_name_or_an_id():
+    """rich squeezes a table into the terminal's width; a container's name and id must come
+    through whole (``steady_sam…`` cannot be typed back), the other columns give way."""
+    table = show.Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+                       [["0123456789ab", "busybox:latest", '"sleep 1000"', "2 minutes ago",
+                         "Up 2 minutes", "steady_samarkand_explorer"]],
+                       whole=("CONTAINER ID", "NAMES"))
+    screen = io.StringIO()
+    Console(file=screen, width=60, color_system=None).print(table)
+    assert "steady_samarkand_explorer" in screen.getvalue()
+    assert "0123456789ab" in screen.getvalue()
+    unprotected = io.StringIO()
+    Console(file=unprotected, width=60, color_system=None).print(
+        show.Table("", table.columns, table.rows))
+    assert "steady_samarkand_explorer" not in unprotected.getvalue()  # what it was before
+
+
+def test_ps_s_table_keeps_names_and_ids_whole():
+    assert show.containers([]).whole == ("CONTAINER ID", "NAMES")
