@@ -212,3 +212,17 @@ def test_the_exercise_rejects_a_malformed_answer_or_another_image(answer, says):
 ])
 def test_the_exercise_rejects_paths_the_commit_did_not_change(mine, changed, deleted, says):
     rejected({"image": mine.reference, "changed": changed, "deleted": deleted}, says)
+
+
+def test_the_first_and_last_cells_say_what_they_removed_and_run_twice(tmp_path):
+    assert lesson.tidy_earlier_run() == "an earlier run left nothing: the lesson starts clean"
+    containers.run("busybox", ["true"], name="l06-left")
+    assert lesson.tidy_earlier_run() == "removed what an earlier run left: l06-left"
+    workspace = tmp_path / "lesson06"
+    workspace.mkdir()
+    containers.run("busybox", ["true"], name="l06-mine")
+    assert lesson.finish(workspace).splitlines() == [
+        "removed l06-mine", f"removed the lesson's files in {workspace}"]
+    assert lesson.finish(workspace).splitlines() == [  # run again: nothing left, no error
+        "no container or image of the lesson is left",
+        f"{workspace} was removed already: nothing left to remove"]

@@ -25,6 +25,7 @@ from labkit.errors import LabError
 from labkit.kernel import process, procfs
 from labkit.kernel.procfs import Mount, NamespacePair
 from labkit.lessons import samples
+from labkit.lessons import workspace as workspace_files
 from labkit.lessons.checks import Exercise, expect
 from labkit.lessons.terminal import Transcript, replay
 from labkit.lessons.union_filesystems import busybox_image, lowers_of
@@ -57,6 +58,22 @@ def clean_up() -> list[str]:
                 continue
             removed.append(image.reference)
     return removed
+
+
+def tidy_earlier_run() -> str:
+    """At the start: remove what an interrupted earlier run of the notebook left, and say so."""
+    removed = clean_up()
+    return (f"removed what an earlier run left: {', '.join(removed)}" if removed
+            else "an earlier run left nothing: the lesson starts clean")
+
+
+def finish(workspace: Path) -> str:
+    """At the end: the lesson's containers and images (the exercise's included), then its
+    files; what each removed, safe to run twice."""
+    removed = clean_up()
+    return "\n".join([f"removed {', '.join(removed)}" if removed
+                       else "no container or image of the lesson is left",
+                       workspace_files.remove(workspace)])
 
 
 def session(typed: Sequence[str]) -> Transcript:
