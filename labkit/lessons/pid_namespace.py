@@ -213,8 +213,8 @@ EXERCISE = Exercise(
              "its PID namespace?",
     verify=_pid_of_first_child,
     hint_text="Inside a new PID namespace the kernel counts from 1, in order of birth: who was "
-              "born there before the sleep? Check with inspect.nested_pids(sleeper).",
-    solution_text="print(inspect.nested_pids(sleeper)) inside the with-block shows (its host "
+              "born there before the sleep? Check with procfs.nested_pids(sleeper).",
+    solution_text="print(procfs.nested_pids(sleeper)) inside the with-block shows (its host "
                   "pid, 3), so answer = 3: init is pid 1, sh is pid 2, and the first child sh "
                   "forks is pid 3",
 )
