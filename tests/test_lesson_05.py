@@ -409,3 +409,15 @@ def test_the_exercise_accepts_the_answer_its_solution_gives():
     given = ast.literal_eval(solution.removeprefix("answer = ").split("  #")[0])
     assert given == lesson.ANSWER
     assert lesson.EXERCISE.check(dict(given))
+
+
+@pytest.mark.parametrize(("wrong", "names"), [
+    ({**lesson.ANSWER, "dir/y": "middle"}, "'dir/y': the top layer's dir is opaque"),
+    ({**lesson.ANSWER, "c": "middle"}, "'c': the top layer holds a whiteout at c"),
+    ({**lesson.ANSWER, "b": "bottom"}, "'b': the top layer has no b, so the view looks further"),
+    ({**lesson.ANSWER, "c": "hidden"}, "'hidden' for 'c' is no layer"),
+])
+def test_the_exercise_s_feedback_names_the_actual_mistake(wrong, names):
+    """Not 'the first one with anything at that path decides', which points at middle's dir/y:
+    the rule that was missed, for the path that was missed."""
+    assert names in repr(lesson.EXERCISE.check(wrong))

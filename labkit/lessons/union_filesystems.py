@@ -414,14 +414,30 @@ def exercise_stack(root: str | Path) -> list[Path]:
     return stack
 
 
+# Why each path comes from where it does: the feedback for a wrong answer names the rule missed.
+WHY = {
+    "a": "the top layer has a file a, and a file in a higher layer wins at once",
+    "b": "the top layer has no b, so the view looks further down: middle has one",
+    "c": "the top layer holds a whiteout at c: it hides c in every layer below, so the view "
+         "shows none",
+    "d": "only bottom has d: the view takes it from there",
+    "dir/y": "the top layer's dir is opaque: it hides everything the layers below have inside "
+             "dir, so middle's dir/y is not shown",
+    "dir/z": "dir/z is in the top layer's opaque dir, which the view shows as it is",
+}
+
+
 def _check_origins(answer) -> str | None:
     if not isinstance(answer, dict) or set(answer) != set(ANSWER):
         return (f"give a dict with exactly the paths {sorted(ANSWER)}, each mapped to "
                 f"'top', 'middle', 'bottom' or None, not {answer!r}")
+    for path, layer in answer.items():
+        if layer is not None and layer not in EXERCISE_LAYERS:
+            return (f"{layer!r} for {path!r} is no layer: use 'top', 'middle', 'bottom', or "
+                    f"None where the view shows nothing")
     wrong = [path for path in ANSWER if answer[path] != ANSWER[path]]
     if wrong:
-        return (f"{len(wrong)} of {len(ANSWER)} not right, {wrong[0]!r} among them: walk down "
-                "from the top layer; the first one with anything at that path decides")
+        return f"{len(wrong)} of {len(ANSWER)} not right. {wrong[0]!r}: {WHY[wrong[0]]}"
     return None
 
 
