@@ -77,6 +77,9 @@ case "${1:-}" in
         # that `labkit ps` works there as the lessons type it; and they run bash, not as a
         # login shell (Jupyter's default), whose /etc/profile would set PATH anew.
         export PATH="$PWD/$VENV/bin:$PATH"
+        # The lab's kernels load labkit.lessons.kernel_help: one line, not a traceback, for a
+        # name lost to a kernel restart and for an interrupted cell.
+        export IPYTHONDIR="$PWD/jupyter/ipython"
         say "serving the lessons; open the URL with its token printed below"
         exec "$VENV/bin/jupyter" lab --allow-root --no-browser \
             --ServerApp.terminado_settings="{'shell_command': ['/bin/bash']}" \
