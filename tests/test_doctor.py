@@ -21,9 +21,7 @@ import pytest
 from labkit import doctor
 from labkit.errors import NEEDS_ROOT
 from labkit.lessons.sandbox import shared_root
-from tests.conftest import LABKIT, REPO
-
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+from tests.conftest import AS_NOBODY, LABKIT
 
 
 def prefixed(*words: str):
@@ -38,9 +36,9 @@ def sandboxed(script: str):
 
 
 def run_doctor(wrap=None, json_output: bool = True, cwd: Path | None = None,
-               **env: str) -> subprocess.CompletedProcess:
+               labkit: str = LABKIT, **env: str) -> subprocess.CompletedProcess:
     """``labkit doctor [--json]``, wrapped in ``wrap`` (a sandbox, a dropped uid) if given."""
-    argv = [LABKIT, "doctor", *(["--json"] if json_output else [])]
+    argv = [labkit, "doctor", *(["--json"] if json_output else [])]
     argv = wrap(argv) if wrap else argv
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=cwd,
                           env={**os.environ, **env})
@@ -99,9 +97,11 @@ def world_writable():
         yield Path(path)
 
 
-def test_non_root_gets_one_line_saying_root_is_needed_and_nothing_is_created(world_writable):
+def test_non_root_gets_one_line_saying_root_is_needed_and_nothing_is_created(world_writable,
+                                                                             public_lab):
     store = world_writable / "store"
-    result = run_doctor(prefixed(*AS_NOBODY), json_output=False, LABKIT_HOME=str(store))
+    result = run_doctor(prefixed(*AS_NOBODY), json_output=False,
+                        labkit=str(public_lab / "labkit-command"), LABKIT_HOME=str(store))
     assert result.returncode != 0
     assert result.stdout == ""
     assert result.stderr.splitlines() == [f"labkit: {NEEDS_ROOT}"]
@@ -109,9 +109,8 @@ def test_non_root_gets_one_line_saying_root_is_needed_and_nothing_is_created(wor
     assert list(world_writable.iterdir()) == []
 
 
-def test_a_dropped_uid_fails_the_root_check_and_cannot_create_namespaces():
-    # The system Python: the venv's interpreter may live under /root, where nobody cannot go.
-    code = (f"import json, sys, dataclasses; sys.path.insert(0, {str(REPO)!r}); "
+def test_a_dropped_uid_fails_the_root_check_and_cannot_create_namespaces(public_lab):
+    code = (f"import json, sys, dataclasses; sys.path.insert(0, {str(public_lab)!r}); "
             "from labkit import doctor; "
             "checks = [doctor.root_check(), *doctor.namespace_checks()]; "
             "print(json.dumps([dataclasses.asdict(check) for check in checks]))")

@@ -13,10 +13,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import AS_NOBODY, REPO
 
 LAB = str(REPO / "lab.sh")
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 
 def _free_port() -> int:
@@ -67,11 +66,12 @@ def test_start_serves_jupyterlab_on_loopback_behind_a_token(lab_server):
     assert _status(f"{base}/api/status") == 403
 
 
-def test_lab_refuses_a_user_without_root_in_one_line():
-    result = subprocess.run([*AS_NOBODY, LAB, "test"], capture_output=True, text=True)
+def test_lab_refuses_a_user_without_root_in_one_line(public_lab):
+    lab = public_lab / "lab.sh"
+    result = subprocess.run([*AS_NOBODY, lab, "test"], capture_output=True, text=True)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        f"lab: the lab needs root: run 'sudo {LAB} test' "
+        f"lab: the lab needs root: run 'sudo {lab} test' "
         "(inside the lab VM, or on a machine you can break)"]
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from labkit.errors import NEEDS_ROOT
 from labkit.kernel.process import stat
-from tests.conftest import LABKIT
+from tests.conftest import AS_NOBODY, LABKIT
 
 STORE_ENTRIES = ["containers", "images", "labkit-store", "layers", "lock", "tmp"]
 
@@ -152,11 +152,10 @@ def test_reset_refuses_a_directory_that_is_not_a_store_and_removes_nothing(tmp_p
     assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
 
 
-def test_reset_needs_root_and_touches_nothing_without_it(env):
+def test_reset_needs_root_and_touches_nothing_without_it(env, public_lab):
     ok(env, "image", "build-base")
     before = sorted(os.listdir(env["LABKIT_HOME"]))
-    result = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
-                             "--clear-groups", LABKIT, "reset"],
+    result = subprocess.run([*AS_NOBODY, public_lab / "labkit-command", "reset"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"labkit: {NEEDS_ROOT}"]

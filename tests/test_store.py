@@ -14,7 +14,7 @@ import pytest
 from labkit.engine import store
 from labkit.engine.digest import tree_digest
 from labkit.errors import LabError
-from tests.conftest import LABKIT
+from tests.conftest import AS_NOBODY, LABKIT
 
 
 def run_labkit(home: Path | str, *args: str, cwd: Path | None = None,
@@ -268,8 +268,7 @@ def test_a_setuid_file_committed_from_a_container_gives_no_other_user_root(open_
     assert setuid_id.stat().st_mode & 0o4000 and setuid_id.stat().st_uid == 0
     # A shell of nobody's runs it, as a logged-in user would (setpriv's own exec of it would
     # still pass: setpriv keeps root's capabilities until that exec).
-    as_nobody = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
-                                "--clear-groups", "sh", "-c", f"'{setuid_id}' -u"],
+    as_nobody = subprocess.run([*AS_NOBODY, "sh", "-c", f"'{setuid_id}' -u"],
                                capture_output=True, text=True, timeout=30)
     assert as_nobody.returncode != 0 and "Permission denied" in as_nobody.stderr, as_nobody
     assert (home.stat().st_mode & 0o777) == 0o700
