@@ -78,4 +78,4 @@ def test_lab_refuses_a_user_without_root_in_one_line(public_lab):
 def test_lab_names_its_verbs_when_given_none():
     result = subprocess.run([LAB], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr == f"lab: usage: {LAB} start | test | setup\n"
+    assert result.stderr == f"lab: usage: {LAB} start | test | setup | lock\n"
