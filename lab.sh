@@ -117,15 +117,15 @@ case "${1:-}" in
     start)
         setup start
         # The terminals JupyterLab opens inherit this PATH, with the lab's labkit first, so
-        # that `labkit ps` works there as the lessons type it; and they run bash, not as a
-        # login shell (Jupyter's default), whose /etc/profile would set PATH anew.
+        # that `labkit ps` works there as the lessons type it.
         export PATH="$PWD/$VENV/bin:$PATH"
         # The lab's kernels load labkit.lessons.kernel_help: one line, not a traceback, for a
         # name lost to a kernel restart and for an interrupted cell.
         export IPYTHONDIR="$PWD/jupyter/ipython"
+        # The lab's server settings (terminals, lessons that open unmodified, no news popup).
+        export JUPYTER_CONFIG_PATH="$PWD/jupyter/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
         say "serving the lessons; open the URL with its token printed below"
         exec "$VENV/bin/jupyter" lab --allow-root --no-browser \
-            --ServerApp.terminado_settings="{'shell_command': ['/bin/bash']}" \
             --ip "${LAB_IP:-127.0.0.1}" --port "${LAB_PORT:-8888}" \
             --ServerApp.root_dir="${LAB_NOTEBOOKS:-notebooks}" ;;
     test)

@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,12 +47,11 @@ RUN_SECONDS = 180  # the most a notebook may take to open or to run before the t
 CHECK_CALL = re.compile(r"\bexpect\w*\(")  # checks.expect(...) and the lessons' expect_...(...)
 
 # The browser's JupyterLab settings: never save the lesson (the repository keeps its notebooks
-# without outputs), put every cell in the page at once (so all can be read), fetch no news.
+# without outputs), put every cell in the page at once (so all can be read). The news stay off
+# by the lab's own settings (jupyter/lab-settings), which a test checks.
 SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
-                                                    "checkForUpdates": False},
 }
 
 READ_CELLS = """
@@ -72,6 +72,17 @@ const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
 cells[cells.length - 1].scrollIntoView({block: 'end'});
 """
 ERROR_MIME = "application/vnd.jupyter.stderr"
+TABS = """
+return Array.from(document.querySelectorAll('.lm-TabBar-tab')).map(tab => ({
+  title: tab.innerText.trim(), dirty: tab.classList.contains('jp-mod-dirty')}));
+"""
+DIALOGS = "return Array.from(document.querySelectorAll('.jp-Dialog')).map(d => d.innerText);"
+TOASTS = "return Array.from(document.querySelectorAll('.Toastify__toast')).map(t => t.innerText);"
+NEWS_DEFAULT = """
+const done = arguments[arguments.length - 1];
+fetch('/lab/api/settings/@jupyterlab/apputils-extension:notification')
+  .then(reply => reply.json()).then(plugin => done(plugin.schema.properties.fetchNews.default));
+"""
 
 
 @dataclass(frozen=True)
@@ -189,8 +200,10 @@ def prompts(driver: Chrome) -> list[str]:
     return [cell["prompt"] for cell in driver.execute_script(READ_CELLS)]
 
 
-def run_in_browser(workdir: Path, served: Path, notebook: Path) -> Page:
-    """Serve ``served``, run ``notebook`` (inside it) in the browser, read the page, stop all."""
+@contextmanager
+def lesson_in_browser(workdir: Path, served: Path, notebook: Path) -> Iterator[Chrome]:
+    """Serve ``served`` and open ``notebook`` (inside it) in the browser; stop all on exit."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     # Jupyter's and IPython's own files in the test's directory: nothing shared with root's, or
     # with another test session's JupyterLab running at the same time.
     with serving(workdir, unset=("LABKIT_PLAIN",), LAB_NOTEBOOKS=str(served),
@@ -199,23 +212,26 @@ def run_in_browser(workdir: Path, served: Path, notebook: Path) -> Page:
                  JUPYTERLAB_SETTINGS_DIR=str(settings_dir(workdir)),
                  JUPYTERLAB_WORKSPACES_DIR=str(workdir / "workspaces")) as server, \
             chromium(workdir) as driver:
-        name = notebook.relative_to(served)
-        stem = notebook.name.split(".")[0]
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        driver.get(f"{server.url}/lab/tree/{name}?token={server.token}")
+        driver.get(f"{server.url}/lab/tree/{notebook.relative_to(served)}?token={server.token}")
         try:
-            run_all_cells(driver, len(code_sources(notebook)))
+            yield driver
         except TimeoutException as timeout:
-            driver.save_screenshot(str(SCREENSHOTS / f"{stem}-timed-out.png"))
+            driver.save_screenshot(str(SCREENSHOTS / f"{notebook.stem}-timed-out.png"))
             log = server.log.read_text()[-4000:]
             raise AssertionError(f"{timeout.msg}; the page is in {SCREENSHOTS}, and "
                                  f"JupyterLab's log ends:\n{log}") from None
+    assert_nothing_left(workdir, server.port)
+
+
+def run_in_browser(workdir: Path, served: Path, notebook: Path) -> Page:
+    """Run ``notebook`` in the browser, as Run > Run All Cells does, and read the page."""
+    with lesson_in_browser(workdir, served, notebook) as driver:
+        run_all_cells(driver, len(code_sources(notebook)))
         driver.execute_script(SHOW_LAST_CELL)
-        driver.save_screenshot(str(SCREENSHOTS / f"{stem}.png"))
+        driver.save_screenshot(str(SCREENSHOTS / f"{notebook.stem}.png"))
         cells = [Cell(c["prompt"], c["source"], [tuple(o) for o in c["outputs"]])
                  for c in driver.execute_script(READ_CELLS)]
         page = Page(cells, driver.find_element(By.CSS_SELECTOR, ".jp-Notebook").text)
-    assert_nothing_left(workdir, server.port)
     return page
 
 
@@ -260,3 +276,25 @@ def test_the_negative_control_fails_the_same_assertion(tmp_path):
     assert "this kernel is PID 1" in str(failure.value)
     assert "✔ this kernel is not PID 1" in page.cells[1].text  # the true check still ticked
     assert "ClaimFailed" in page.cells[2].tracebacks[0]  # the page showed the false one's error
+
+
+def test_a_lesson_opened_and_closed_untouched_asks_nothing_and_no_news_pops_up(tmp_path):
+    path = REPO / "notebooks" / "02_uts_namespace.ipynb"
+    committed = path.read_bytes()
+    with lesson_in_browser(tmp_path, path.parent, path) as driver:
+        wait = WebDriverWait(driver, RUN_SECONDS, poll_frequency=0.25)
+        wait.until(lambda d: d.execute_script(KERNEL_STATUS) == "idle",
+                   message="the kernel did not start")
+        # The kernel's language_info reaches the notebook right after its first reply; before
+        # the lab filled it in as it served the file, the tab was marked modified by now.
+        time.sleep(2)
+        assert {"title": path.name, "dirty": False} in driver.execute_script(TABS)
+        wait.until(lambda d: choose(d, "File", "application:close", "Close Tab"),
+                   message="File > Close Tab could not be clicked")
+        wait.until(lambda d: d.execute_script(DIALOGS) or
+                   path.name not in [tab["title"] for tab in d.execute_script(TABS)],
+                   message="the lesson's tab did not close")
+        assert driver.execute_script(DIALOGS) == []  # no "Save your work?"
+        assert driver.execute_async_script(NEWS_DEFAULT) == "false"
+        assert not [toast for toast in driver.execute_script(TOASTS) if "news" in toast]
+    assert path.read_bytes() == committed
