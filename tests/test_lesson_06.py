@@ -8,7 +8,9 @@ side. Every container and image made here is removed.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 
 import pytest
 from containers_support import removing_new_containers
@@ -152,6 +154,26 @@ def test_the_session_types_labkit_commands_at_a_shell():
     assert (session.exit_code, session.timed_out) == (0, False), session.text
     assert session.text.startswith("$ labkit images\nREPOSITORY")
     assert "\nbusybox " in session.text
+
+
+def test_a_replayed_session_renders_as_a_learner_s_terminal_would(monkeypatch):
+    """rich's tables at the width of a terminal window, a row on one line, not squeezed into 80
+    columns; in the notebook, lines never wrapped and spaced so that box lines touch."""
+    monkeypatch.delenv("LABKIT_PLAIN")
+    box = containers.run("busybox", ["sh", "-c", "echo a command longer than its column would "
+                                     "be on 80 columns; exec sleep 1000"],
+                         detach=True, name="l06-wide")
+    session = lesson.session(["labkit ps", "exit"])
+    table = [line for line in session.text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len({len(line) for line in table}) == 1 and len(table[0]) > 80, session.text
+    [row] = [line for line in table if box.id[:12] in line]
+    assert "l06-wide" in row and "Up " in row  # the whole row on the id's line
+    style, text = re.fullmatch(r'<pre style="([^"]*)">(.*)</pre>', session._repr_html_(),
+                               re.DOTALL).groups()
+    rules = dict(rule.split(": ") for rule in style.split("; "))
+    assert rules["white-space"] == "pre"  # a long line scrolls, as in a terminal: no wrap
+    assert float(rules["line-height"]) <= 1.2  # box glyphs are about 1.17 em high
+    assert html.unescape(text) == session.text
 
 
 def test_clean_up_removes_the_lesson_s_containers_and_images_and_nothing_else():

@@ -14,7 +14,7 @@ import pytest
 
 from labkit.engine import builds, store
 from labkit.errors import LabError
-from labkit.lessons import samples
+from labkit.lessons import samples, terminal
 from tests.conftest import LABKIT
 
 LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive",
@@ -161,6 +161,13 @@ def test_session_shows_each_typed_command_then_its_output():
     assert lines[typed_hostname + 1] == "container"
     assert lines[typed_echo + 1] == "typed-42"
     assert (transcript.exit_code, transcript.timed_out) == (3, False)
+
+
+def test_a_session_s_terminal_has_a_window_s_size_which_even_a_dumb_terminal_reports():
+    transcript = terminal.replay(["sh", "-c", 'stty size; echo "$COLUMNS x $LINES"'], [])
+    assert transcript.text.splitlines() == [f"{terminal.ROWS} {terminal.COLUMNS}",
+                                            f"{terminal.COLUMNS} x {terminal.ROWS}"]
+    assert terminal.COLUMNS > 80
 
 
 def test_session_ps_aux_in_mount_proc_sample_shows_only_the_container():

@@ -8,22 +8,35 @@ types the next line, and returns the whole screen as text.
 The Jupyter kernel is multithreaded, so it must not fork itself (``pty.fork`` would): the pty
 comes from ``os.openpty`` and the program is started with ``subprocess``, under the supervisor,
 which makes the pty its controlling terminal and leaves nothing running when the session ends.
+
+The transcript looks in the notebook as it would in the learner's terminal: the pty has the size
+of a terminal window of today (a fresh pty has none, and programs then assume 80 columns), and
+the notebook shows it as a terminal draws it, lines never wrapped and box lines that touch.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import html
 import os
 import select
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from labkit import show
 from labkit.lessons import supervisor
 
 PROMPT_ENDINGS = (b"$ ", b"# ", b"> ")
 QUIET_SECONDS = 1.0  # type the next line anyway after this long without output and no prompt
+ROWS, COLUMNS = 40, 120  # the terminal's size: a window of today, not the 80 x 24 of old
+# A terminal draws each line one character cell high, so that box lines (rich's tables) touch;
+# a notebook's output spaces its lines wider, and wraps those longer than the page.
+SCREEN_STYLE = "line-height: 1.15; white-space: pre; overflow-x: auto; font-family: monospace"
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,14 @@ class Transcript:
     def __str__(self) -> str:
         return self.text
 
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str | None:
+        if show.plain():
+            return None
+        return f'<pre style="{SCREEN_STYLE}">{html.escape(self.text)}</pre>'
+
 
 def replay(argv: list[str], typed: Iterable[str], *,
            timeout: float = supervisor.DEFAULT_TIMEOUT) -> Transcript:
@@ -46,13 +67,17 @@ def replay(argv: list[str], typed: Iterable[str], *,
     A line is typed when the screen ends in a prompt (``$ ``, ``# ``, ``> ``), or after
     QUIET_SECONDS without output. The session ends when the program does, or after ``timeout``
     seconds; either way nothing it started is left running. TERM is ``dumb``: this terminal
-    draws no colours and no cursor movements, and the programs know it.
+    draws no colours and no cursor movements, and the programs know it. Its size is in COLUMNS
+    and LINES too, where a shell such as bash would put it: a program that sees a dumb terminal
+    (rich) believes only those.
     """
     controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     try:
         process = subprocess.Popen(supervisor.command(argv, terminal=True), stdin=terminal,
                                    stdout=terminal, stderr=terminal, start_new_session=True,
-                                   env={**os.environ, "TERM": "dumb"})
+                                   env={**os.environ, "TERM": "dumb", "COLUMNS": str(COLUMNS),
+                                        "LINES": str(ROWS)})
     except BaseException:
         os.close(controller)
         raise
