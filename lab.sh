@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-APT_PACKAGES=(gcc make busybox-static iproute2 util-linux python3-venv libseccomp2)
+APT_PACKAGES=(gcc make busybox-static iproute2 util-linux python3-venv libseccomp2 nftables)
 # Only the test suite needs these: it validates the Vagrantfile and drives a real browser,
 # Debian's chromium (Ubuntu ships chromium only as a snap: there the browser tests skip).
 TEST_PACKAGES=(vagrant vagrant-libvirt)

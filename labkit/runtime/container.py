@@ -1,8 +1,9 @@
 """A full container: every step, in order, from an image's layers to a hardened command.
 
 The lessons add one isolation step at a time; a container of lesson 06 takes them all, as
-``docker run --network none`` would. This module only *lists* them: the launcher applies them in
-a fresh process (``launch.py``), so it is safe to call from the CLI or a notebook.
+``docker run --network none`` would; lesson 07 puts it on a network. This module only *lists*
+them: the launcher applies them in a fresh process (``launch.py``), so it is safe to call from
+the CLI or a notebook.
 
     from labkit.engine import builds       # the engine compiles the static init
     from labkit.runtime import api
@@ -34,11 +35,13 @@ from labkit.runtime.steps.seccomp import Seccomp
 from labkit.runtime.steps.static_init import StaticInit
 
 Volume = tuple[str | Path, str, bool]
+LOOPBACK_ONLY = LoopbackNetwork()
 
 def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path, hostname: str,
               volumes: Sequence[Volume] = (), workdir: str = "/", *, init: str | Path,
               seccomp: str | None = None, engine_files: Sequence[tuple[str | Path, str]] = (),
-              rootfs: str | Path | None = None) -> list[Step]:
+              rootfs: str | Path | None = None,
+              network: Step | None = LOOPBACK_ONLY) -> list[Step]:
     """The ordered steps of a full container; give them to a ``Spec`` with the command and env.
 
     - ``layers``: the image's read-only layer directories, **top first** (the order of overlay's
@@ -63,7 +66,11 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
       inside the container's own mount namespace; by default ``merged`` beside ``upper``,
       created when the container starts (docker's overlay2 keeps ``merged`` beside ``diff``
       and ``work`` the same way). No mount is ever left on the host: the mounts live and die
-      with the container's mount namespace.
+      with the container's mount namespace;
+    - ``network``: the network step: ``LoopbackNetwork()``, a namespace with only ``lo``
+      (``--network none``, the default here); ``BridgedNetwork(...)`` (``steps/veth.py``), on
+      the engine's bridge (``--network bridge``); or None, no namespace at all: the host's own
+      network (``--network host``).
 
     The command and its environment go in the ``Spec``: the container gets that environment
     and nothing of the caller's. The init is bind-mounted read-only at ``/dev/init``.
@@ -77,7 +84,7 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
         Hostname(hostname),
         PidNamespace(),
         IpcNamespace(),
-        LoopbackNetwork(),
+        *([network] if network else []),
         RootFs.of(layers, upper, work, mount_point, volumes, engine_files),
         Devices(mount_point),
         StaticInit(mount_point, str(init)),

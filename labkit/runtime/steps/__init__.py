@@ -8,7 +8,8 @@
 Lesson 06 completes a container, in the order ``labkit.runtime.container`` applies the steps:
 
 5. ``ipc.py``: IPC tables of its own (an IPC namespace).
-6. ``network.py``: a network namespace with only ``lo``, switched on (``--network none``).
+6. ``network.py``: a network namespace with only ``lo``, switched on (``--network none``);
+   or ``veth.py`` (lesson 07): one joined to the host's bridge by a veth pair, as ``eth0``.
 7. ``rootfs.py``: the image's layers under the container's upper, plus its volumes.
 8. ``devices.py``: a minimal ``/dev`` on a tmpfs, no host device node.
 9. ``static_init.py``: a PID 1 that is no host binary, bind-mounted read-only.
