@@ -23,18 +23,27 @@ from tests import hostguard
 _notebooks: dict[str, tuple[hostguard.Snapshot, float]] = {}
 _notebook_times: list[tuple[str, float]] = []
 _skipped: list[str] = []
+_HAD_NETWORK = pytest.StashKey[bool]()
 pytest_plugins = ["pytester"]
 
 
 def pytest_configure(config):
-    """Point the lab at a throw-away store before any kernel or subprocess starts."""
+    """Point the lab at a throw-away store before any kernel or subprocess starts; note
+    whether the host has the lab's network already."""
     os.environ["LABKIT_HOME"] = tempfile.mkdtemp(prefix="labkit-test-")
     os.environ["LABKIT_PLAIN"] = "1"
     hostguard.become_subreaper()
+    config.stash[_HAD_NETWORK] = hostguard.has_lab_network()
 
 
 def pytest_unconfigure(config):
+    """Remove the throw-away store, and the lab's network if the tests made it: the bridge,
+    its table, and forwarding as it was."""
     shutil.rmtree(os.environ["LABKIT_HOME"], ignore_errors=True)
+    if not config.stash.get(_HAD_NETWORK, True):
+        from labkit.engine import networking
+
+        networking.teardown()
 
 
 def _check(before: hostguard.Snapshot, what: str) -> None:

@@ -80,6 +80,17 @@ def _container_verbs(verbs) -> None:
     run.add_argument("-h", "--hostname", help="the container's hostname (default: its id)")
     run.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined",
                      help="run without the default seccomp filter")
+    run.add_argument("--network", default="bridge", metavar="bridge|none|host",
+                     help="the lab's bridge (default), loopback only, or the host's network")
+    run.add_argument("-p", "--publish", action="append", default=[],
+                     metavar="[HOSTIP:][HOSTPORT:]PORT[/udp]",
+                     help="publish a port on the host (on 127.0.0.1 unless HOSTIP says)")
+    run.add_argument("-P", "--publish-all", action="store_true",
+                     help="publish every exposed port on a free host port")
+    run.add_argument("--expose", action="append", default=[], metavar="PORT[/udp]",
+                     help="expose a port (for -P and --link) without publishing it")
+    run.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]",
+                     help="find a running container by ALIAS, in /etc/hosts and variables")
     run.add_argument("image", help="an image, such as busybox")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command (default: CMD)")
 
@@ -104,6 +115,10 @@ def _container_verbs(verbs) -> None:
         if verb == "rm":
             parser.add_argument("-f", "--force", action="store_true", help="kill it if running")
         parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    port = verbs.add_parser("port", help="list a container's published ports")
+    port.add_argument("container")
+    port.add_argument("port", nargs="?", metavar="PORT[/PROTO]", help="only this one")
 
     logs = verbs.add_parser("logs", help="show what a container printed")
     logs.add_argument("-f", "--follow", action="store_true", help="then follow it")

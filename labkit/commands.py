@@ -146,17 +146,21 @@ def rmi(args) -> int:
 
 
 def run(args) -> int:
-    """``labkit run [-d] [-i] [-t] [--rm] [--name N] [-e K=V] [-v H:C[:ro]] [-h H] IMAGE [CMD]``"""
+    """``labkit run [-d] [-i] [-t] [--rm] [--name N] [-e K=V] [-v H:C[:ro]] [-h H]
+    [--network MODE] [-p SPEC] [-P] [--expose PORT] [--link NAME[:ALIAS]] IMAGE [CMD]``"""
     from contextlib import closing
 
-    from labkit.engine import containers
+    from labkit.engine import containers, networking
     from labkit.engine.relay import MonitorPeer, relay
 
     _refuse_tty_without_terminal(args)
+    network = networking.Options(args.network, args.publish, args.publish_all, args.expose,
+                                 args.link)
     config, connection = containers.launch(
         args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
         volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
-        tty=args.tty, remove=args.rm, security_opt=args.security_opt, fork=True)
+        tty=args.tty, remove=args.rm, security_opt=args.security_opt, network=network,
+        fork=True)
     with closing(connection):
         if args.detach:
             print(config.id)
@@ -269,6 +273,16 @@ def inspect(args) -> int:
     if found:
         print(json.dumps(found, indent=2))
     return code
+
+
+def port(args) -> int:
+    """``labkit port CONTAINER [PORT[/PROTO]]``: ``80/tcp -> 127.0.0.1:32768`` per line, or
+    with a port only where it is published."""
+    from labkit.engine import containers
+
+    for published in containers.port(args.container, args.port):
+        print(published if args.port is None else f"{published.host_ip}:{published.host_port}")
+    return 0
 
 
 def logs(args) -> int:

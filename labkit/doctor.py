@@ -5,7 +5,8 @@ at, what it found, whether the lab can live with it, and, when it cannot, one li
 to do. Two kinds of fact are reported:
 
 - problems that stop the lab (not root, a namespace the kernel will not create, no overlayfs
-  under the store, no gcc, no static busybox, an old Python) make ``ok`` False;
+  under the store, no gcc, no static busybox, no nft, a subnet the host already routes, an old
+  Python) make ``ok`` False;
 - facts the lab adapts to (a container or WSL, the cgroup mode, the propagation of ``/``,
   restricted unprivileged user namespaces) are reported with ``ok`` True, because the lab
   detects them rather than assuming them, and a learner may want to know.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from labkit import show
 from labkit.engine import store
-from labkit.errors import NEEDS_ROOT
+from labkit.errors import NEEDS_ROOT, LabError
 from labkit.kernel import procfs
 
 PROC_STATUS = Path("/proc/self/status")
@@ -371,6 +372,29 @@ def busybox_check(binary: Path | None = None) -> Check:
     return Check("busybox-static", f"{binary} (static)", True)
 
 
+def nftables_check(path: str | None = None) -> Check:
+    """``nft``, which loads the lab's rules for published ports and outbound NAT."""
+    found = path or shutil.which("nft")
+    if not found:
+        return Check("nftables", "nft not on PATH", False, "install it: apt-get install nftables")
+    return Check("nftables", found, True)
+
+
+def subnet_check() -> Check:
+    """The containers' subnet, which no route of the host's may already cover."""
+    from labkit.engine import bridge
+
+    try:
+        network = bridge.subnet()
+    except LabError as error:
+        return Check("subnet", os.environ.get("LABKIT_SUBNET", ""), False, str(error))
+    routes = bridge.colliding_routes(network)
+    if routes:
+        return Check("subnet", f"{network} overlaps {', '.join(routes)}", False,
+                     "set LABKIT_SUBNET to a free subnet, such as 10.88.0.0/24")
+    return Check("subnet", f"{network} (no route of the host's overlaps it)", True)
+
+
 PT_INTERP = 3  # the program header naming a dynamic binary's loader
 
 
@@ -399,7 +423,7 @@ def run_checks() -> list[Check]:
     """Every check, in the order a learner would fix things."""
     return [root_check(), kernel_check(), python_check(), *namespace_checks(), overlay_check(),
             cgroup_check(), propagation_check(), container_check(), wsl_check(), userns_check(),
-            gcc_check(), busybox_check()]
+            gcc_check(), busybox_check(), nftables_check(), subnet_check()]
 
 
 def problems(checks: list[Check]) -> list[str]:

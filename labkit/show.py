@@ -418,9 +418,15 @@ def images(lab: Store) -> Table:
 def containers(found: Sequence[Container]) -> Table:
     """The containers as ``docker ps`` shows them."""
     rows = [[c.short_id, c.config.image, _command_cell(c.config.command), _ago(c.config.created),
-             _status_cell(c), c.name] for c in found]
-    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows,
-                 whole=("CONTAINER ID", "NAMES"))
+             _status_cell(c), _ports_cell(c), c.name] for c in found]
+    return Table("", ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                 rows, whole=("CONTAINER ID", "PORTS", "NAMES"))
+
+
+def _ports_cell(container: Container) -> str:
+    """Its published ports as docker writes them: ``127.0.0.1:32768->80/tcp``."""
+    published = container.lease.ports if container.lease else []
+    return ", ".join(f"{p.host_ip}:{p.host_port}->{p.exposed}" for p in published)
 
 
 def _command_cell(command: list[str]) -> str:

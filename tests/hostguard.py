@@ -2,8 +2,10 @@
 
 A snapshot records what a leak would change on the host: its mount table (without mount ids,
 which the kernel hands out afresh), the processes descended from the test run (and the mount
-namespaces they hold), the network namespaces and links, and the lab's cgroup directories.
-Comparing the snapshots taken before and after names every leak.
+namespaces they hold), the network namespaces and links (a container's veth ends among them),
+the ports published in the lab's nftables table, the addresses and ports claimed on the host,
+and the lab's cgroup directories. Comparing the snapshots taken before and after names every
+leak. The lab's bridge itself may come and go: it is made on first use and kept, as docker0.
 
 Leaked processes are found reliably because the test run makes itself a child subreaper: an
 orphan, even one that double-forked and called setsid, is re-parented to the test run instead of
@@ -19,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from labkit.engine import bridge, leases, nat
 from labkit.kernel import process
 
 CGROUP_PATTERNS = ("/sys/fs/cgroup/labkit*", "/sys/fs/cgroup/*/labkit*")
@@ -32,6 +35,8 @@ class Snapshot:
     processes: dict[int, str]
     netns: frozenset[str]
     links: frozenset[str]
+    published: frozenset[str]
+    claims: frozenset[str]
     cgroups: frozenset[str]
 
 
@@ -103,9 +108,17 @@ def take() -> Snapshot:
         mounts=host_mounts(),
         processes=descendants(os.getpid()),
         netns=_listdir("/run/netns"),
-        links=_listdir("/sys/class/net"),
+        links=_listdir("/sys/class/net") - {bridge.BRIDGE},
+        published=frozenset(nat.elements()),
+        claims=frozenset(f"{kind}/{name}" for kind in (leases.ADDRESSES, leases.PORTS)
+                         for name in _listdir(str(leases.claims_dir() / kind))),
         cgroups=frozenset(p for pattern in CGROUP_PATTERNS for p in glob.glob(pattern)),
     )
+
+
+def has_lab_network() -> bool:
+    """Whether the lab's bridge or its nftables table is on the host."""
+    return bridge.SYSFS.is_dir() or nat.exists()
 
 
 def leaks(before: Snapshot, after: Snapshot) -> list[str]:
@@ -117,6 +130,8 @@ def leaks(before: Snapshot, after: Snapshot) -> list[str]:
               for pid, what in sorted(after.processes.items()) if pid not in before.processes]
     found += [f"network namespace left: {name}" for name in sorted(after.netns - before.netns)]
     found += [f"network link left: {name}" for name in sorted(after.links - before.links)]
+    found += [f"port left published: {key}" for key in sorted(after.published - before.published)]
+    found += [f"claim left on the host: {claim}" for claim in sorted(after.claims - before.claims)]
     found += [f"cgroup left: {path}" for path in sorted(after.cgroups - before.cgroups)]
     return found
 

@@ -87,7 +87,7 @@ def test_the_build_shows_each_step_and_names_what_it_built(tmp_path):
     assert lines[:5] == [
         "  copy /bin/busybox into a new root filesystem",
         f"  link {len(links)} applets to /bin/busybox",
-        "  write /etc: hostname, hosts, passwd, group",
+        "  write /etc: hostname, hosts, passwd, group, resolv.conf",
         "  hash the root filesystem and store it as a layer",
         "  save the image config of busybox:latest",
     ]

@@ -43,8 +43,9 @@ def ps(*flags: str) -> dict[str, str]:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert re.split(r"\s{2,}", header) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED",
-                                           "STATUS", "NAMES"]
-    return {cells[5]: cells[4] for cells in (re.split(r"\s{2,}", row) for row in rows)}
+                                           "STATUS", "PORTS", "NAMES"]
+    # PORTS is empty for a container that publishes none: the name is the last cell.
+    return {cells[-1]: cells[4] for cells in (re.split(r"\s{2,}", row) for row in rows)}
 
 
 def wait_for_log(reference: str, text: str) -> None:

@@ -193,7 +193,8 @@ def test_a_store_that_is_a_file_fails_and_the_file_is_untouched(tmp_path):
 
 
 def test_gcc_missing_from_path_is_the_one_problem_with_one_line(tmp_path):
-    (tmp_path / "busybox").symlink_to(shutil.which("busybox"))
+    for tool in ("busybox", "nft"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
     checks = checks_of(run_doctor(PATH=str(tmp_path)))
     assert failed(checks) == ["gcc"]
     result = run_doctor(json_output=False, PATH=str(tmp_path))
@@ -332,3 +333,30 @@ def test_root_check_reads_a_captured_status_of_a_limited_root(tmp_path):
 def test_kernel_release_from_a_captured_file(tmp_path):
     osrelease = write_tree(tmp_path, {"osrelease": "6.8.0-31-generic\n"}) / "osrelease"
     assert doctor.kernel_check(osrelease) == doctor.Check("kernel", "6.8.0-31-generic", True)
+
+
+def test_nft_missing_from_path_is_a_problem_with_its_remedy(tmp_path):
+    for tool in ("busybox", "gcc"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    checks = checks_of(run_doctor(PATH=str(tmp_path)))
+    assert failed(checks) == ["nftables"]
+    assert checks["nftables"]["remedy"] == "install it: apt-get install nftables"
+
+
+def test_a_subnet_the_host_already_routes_is_a_problem_naming_the_route():
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True,
+                                       text=True, check=True).stdout)
+    [taken, device] = next([route["dst"], route["dev"]] for route in routes
+                           if "/" in route["dst"] and route["dev"] != "labkit0")
+    checks = checks_of(run_doctor(LABKIT_SUBNET=taken))
+    assert checks["subnet"]["ok"] is False
+    assert checks["subnet"]["value"] == f"{taken} overlaps {taken} dev {device}"
+    assert "LABKIT_SUBNET" in checks["subnet"]["remedy"]
+    assert checks_of(run_doctor())["subnet"]["ok"] is True
+
+
+@pytest.mark.parametrize(("subnet", "says"), [("banana", "is not an IPv4 subnet"),
+                                               ("10.87.0.0/30", "a prefix from /16 to /29")])
+def test_an_unusable_subnet_is_a_problem_that_says_why(subnet, says):
+    check = checks_of(run_doctor(LABKIT_SUBNET=subnet))["subnet"]
+    assert check["ok"] is False and says in check["remedy"]

@@ -72,3 +72,26 @@ def test_guard_wraps_a_whole_notebook(inner):
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*leaky.ipynb leaked into the host:*",
                                  "*process left running: pid * sleep 1000*"])
+
+
+def test_guard_catches_a_published_port_and_a_claim_left_behind(inner, tmp_path, monkeypatch):
+    """In a network namespace of the inner run's own, with its own claims directory: the port
+    it publishes and the address it claims stay out of the real host's."""
+    monkeypatch.setenv("LABKIT_RUN", str(tmp_path / "run"))
+    inner.makepyfile("""
+        import ipaddress
+        from labkit.engine import leases, nat, store
+        from labkit.engine.ports import Port
+
+        def test_leaks_a_port_and_a_claim():
+            nat.create(ipaddress.IPv4Network("10.87.0.0/24"), "labkit0", only_the_bridge=False)
+            nat.publish([Port("127.0.0.1", 18080, 80)], "10.87.0.9")
+            leases.take_address(store.Store(store.home()), "0" * 64,
+                                ipaddress.IPv4Network("10.87.0.8/29"),
+                                ipaddress.IPv4Address("10.87.0.14"))
+    """)
+    result = inner.run("unshare", "--net", "--mount", sys.executable, "-m", "pytest",
+                       "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*port left published: tcp . 127.0.0.1 . 18080*",
+                                 "*claim left on the host: addresses/10.87.0.9*"])

@@ -50,10 +50,19 @@ def _imported_by(*argv: str) -> list[str]:
 
 
 def test_the_run_verb_imports_neither_rich_nor_psutil_nor_tarfile(base_image):
-    imported = _imported_by("run", "--rm", base_image, "true")
+    imported = _imported_by("run", "--rm", "--network", "none", base_image, "true")
     assert {"labkit.commands", "labkit.engine.containers", "labkit.runtime.launch"} <= set(
         imported)
     assert _heavy(imported) == []
+    assert "pyroute2" not in imported
+
+
+def test_on_the_bridge_run_adds_pyroute2_and_what_it_needs_only():
+    """The veth step's netlink comes from pyroute2, which imports psutil (benchmarks/README.md
+    has what the bridge costs a start)."""
+    imported = _imported_by("run", "--rm", "busybox", "true")
+    assert "pyroute2" in imported
+    assert _heavy(imported) == ["psutil"]
 
 
 def test_the_probe_sees_what_a_heavy_verb_imports(base_image):

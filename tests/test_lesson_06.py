@@ -30,9 +30,9 @@ def _remove_what_the_test_made(base_image):
 
 @pytest.fixture
 def box() -> containers.Container:
-    """A running container of busybox that wrote /greeting and deleted /etc/hosts."""
+    """A running container of busybox that wrote /greeting and deleted /etc/group."""
     box = containers.run("busybox", ["sleep", "1000"], detach=True, name="l06-test-box")
-    changed = containers.exec(box.id, ["sh", "-c", "echo hello > /greeting && rm /etc/hosts"])
+    changed = containers.exec(box.id, ["sh", "-c", "echo hello > /greeting && rm /etc/group"])
     assert changed.exit_code == 0, changed.stderr
     return box
 
@@ -72,14 +72,14 @@ def test_stop_ends_the_processes_and_keeps_the_upper(box):
     lowers = lesson.layer_dirs(lesson.base_image())
     diff = layers.diff(lesson.upper_dir(box), lowers)
     with pytest.raises(ClaimFailed):  # still running
-        lesson.expect_stop_keeps_upper(lesson.still_running(box), diff, "greeting", "etc/hosts")
+        lesson.expect_stop_keeps_upper(lesson.still_running(box), diff, "greeting", "etc/group")
     containers.stop(box.id, timeout=1)
-    lesson.expect_stop_keeps_upper(lesson.still_running(box), diff, "greeting", "etc/hosts")
+    lesson.expect_stop_keeps_upper(lesson.still_running(box), diff, "greeting", "etc/group")
 
     untouched = containers.run("busybox", ["true"])
     with pytest.raises(ClaimFailed):
         lesson.expect_stop_keeps_upper(
-            False, layers.diff(lesson.upper_dir(untouched), lowers), "greeting", "etc/hosts")
+            False, layers.diff(lesson.upper_dir(untouched), lowers), "greeting", "etc/group")
 
 
 def test_ps_a_lists_a_stopped_container_with_its_upper(box):
@@ -102,10 +102,10 @@ def test_commit_adds_exactly_the_upper_as_one_layer_and_the_image_shows_it(box):
     new_layer = layers.entries(store.reading().layer_tree(image.layers[-1]))
     upper = layers.entries(lesson.upper_dir(box))
     lesson.expect_one_more_layer(busybox.layers, image.layers)
-    lesson.expect_layer_is_upper(new_layer, upper, "etc/hosts")
+    lesson.expect_layer_is_upper(new_layer, upper, "etc/group")
     look = ["sh", "-c", "cat /greeting; ls /etc"]
     seen = containers.run(image.reference, look, remove=True).stdout
-    lesson.expect_committed_view(seen, "hello", "etc/hosts")
+    lesson.expect_committed_view(seen, "hello", "etc/group")
 
     with pytest.raises(ClaimFailed):
         lesson.expect_one_more_layer(image.layers, busybox.layers)
@@ -113,13 +113,13 @@ def test_commit_adds_exactly_the_upper_as_one_layer_and_the_image_shows_it(box):
         lesson.expect_one_more_layer(busybox.layers, [f"sha256:{'0' * 64}", image.layers[-1]])
     with pytest.raises(ClaimFailed):
         lesson.expect_layer_is_upper(new_layer, upper, "greeting")
-    other = containers.run("busybox", ["sh", "-c", "rm /etc/hosts"])
+    other = containers.run("busybox", ["sh", "-c", "rm /etc/group"])
     with pytest.raises(ClaimFailed):
         lesson.expect_layer_is_upper(new_layer, layers.entries(lesson.upper_dir(other)),
-                                     "etc/hosts")
+                                     "etc/group")
     with pytest.raises(ClaimFailed):
         lesson.expect_committed_view(containers.run("busybox", look, remove=True).stdout,
-                                     "hello", "etc/hosts")
+                                     "hello", "etc/group")
 
 
 def test_the_escape_leaves_a_chroot_but_not_a_container(tmp_path):
@@ -200,14 +200,14 @@ def test_clean_up_removes_the_lesson_s_containers_and_images_and_nothing_else():
 
 @pytest.fixture
 def mine() -> store.Image:
-    """The solution's image: /etc/motd written, /etc/hosts deleted."""
-    script = "echo mine > /etc/motd && rm /etc/hosts"
+    """The solution's image: /etc/motd written, /etc/group deleted."""
+    script = "echo mine > /etc/motd && rm /etc/group"
     assert containers.run("busybox", ["sh", "-c", script], name="l06-mine").exit_code == 0
     return containers.commit("l06-mine", "lab06/mine:v1")
 
 
 def test_the_exercise_accepts_an_image_that_keeps_a_change_and_a_deletion(mine):
-    answer = {"image": mine.reference, "changed": "/etc/motd", "deleted": "/etc/hosts"}
+    answer = {"image": mine.reference, "changed": "/etc/motd", "deleted": "/etc/group"}
     assert lesson.EXERCISE.check(answer)
 
 
@@ -222,14 +222,14 @@ def rejected(answer, says: str) -> None:
     ({"image": "lab06/mine:v1"}, "answer with a dict"),
     ({"image": "Lab06/Mine", "changed": "/a", "deleted": "/b"}, "invalid image reference"),
     ({"image": "lab06/none:v1", "changed": "/a", "deleted": "/b"}, "there is no image"),
-    ({"image": "busybox", "changed": "/bin/ls", "deleted": "/etc/hosts"}, "no whiteout"),
+    ({"image": "busybox", "changed": "/bin/ls", "deleted": "/etc/group"}, "no whiteout"),
 ])
 def test_the_exercise_rejects_a_malformed_answer_or_another_image(answer, says):
     rejected(answer, says)
 
 
 @pytest.mark.parametrize(("changed", "deleted", "says"), [
-    ("/etc/hostname", "/etc/hosts", "holds no file /etc/hostname"),
+    ("/etc/hostname", "/etc/group", "holds no file /etc/hostname"),
     ("/etc/motd", "/etc/passwd", "no whiteout for /etc/passwd"),
 ])
 def test_the_exercise_rejects_paths_the_commit_did_not_change(mine, changed, deleted, says):

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from labkit.engine import bridge, nat
 from labkit.errors import NEEDS_ROOT
 from labkit.kernel.process import stat
 from tests.conftest import AS_NOBODY, LABKIT
@@ -119,6 +120,9 @@ def test_reset_after_a_messy_lab_leaves_a_clean_one_and_doctor_passes(env):
     assert lines[1] == f"unmounted 1 mount: {done}/merged"
     assert lines[2] == (f"emptied the store {env['LABKIT_HOME']} "
                         f"(cache, containers, images, layers, tmp)")
+    assert {"removed the nftables table inet labkit", "removed the bridge labkit0"} <= set(
+        lines[3:-3])  # the containers made them; the killed one's address is released
+    assert not bridge.SYSFS.exists() and not nat.exists()
     assert lines[-3].startswith("built busybox:latest ")
     assert lines[-2:] == ["the lab is as new; labkit doctor checks the machine",
                           "mounts left under the store: 0"]

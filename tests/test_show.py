@@ -202,4 +202,4 @@ def test_on_a_narrow_terminal_ps_never_cuts_a_name_or_an_id():
 
 
 def test_ps_s_table_keeps_names_and_ids_whole():
-    assert show.containers([]).whole == ("CONTAINER ID", "NAMES")
+    assert show.containers([]).whole == ("CONTAINER ID", "PORTS", "NAMES")

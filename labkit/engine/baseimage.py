@@ -37,6 +37,10 @@ _ETC = {
     "passwd": "root:x:0:0:root:/root:/bin/sh\n"
               "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     "group": "root:x:0:\nnogroup:x:65534:\n",
+    # Empty: the engine binds each container's own over it (engine/etc_files.py). Without it
+    # the bind would need a mount point made in the container's upper layer, and ``commit``
+    # would take that empty file into the new image.
+    "resolv.conf": "",
 }
 _INSTALL = "install busybox-static (apt-get install busybox-static)"
 
@@ -117,7 +121,7 @@ def _make_rootfs(rootfs: Path, busybox: Path, progress: Progress) -> None:
     progress(f"link {len(applets)} applets to /bin/busybox")
     for applet in applets:
         os.symlink("busybox", rootfs / "bin" / applet)
-    progress("write /etc: hostname, hosts, passwd, group")
+    progress(f"write /etc: {', '.join(_ETC)}")
     for name, text in _ETC.items():
         _write(rootfs / "etc" / name, text, 0o644)
     _own_by_root(rootfs)

@@ -70,7 +70,7 @@ def commit(container: str, reference: str) -> store.Image:
         image = store.Image(repository, tag, layers=[*config.layers, digest],
                             env=image_env(config), cmd=list(config.command),
                             workdir=config.workdir, created=store.timestamp(),
-                            parent=config.image_digest)
+                            parent=config.image_digest, exposed=list(config.expose))
         lab.save_image(image)
     return image
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labkit.engine import monitor, names, seccomp, store
+from labkit.engine import leases, monitor, names, networking, ports, seccomp, store
 from labkit.engine.frames import Connection, Kind
 from labkit.errors import LabError
 from labkit.kernel.process import shell_code
@@ -54,6 +54,7 @@ class Container:
     config: store.ContainerConfig
     state: store.ContainerState
     status: str
+    lease: leases.Lease | None = None  # its address and published ports, while on the bridge
 
     @property
     def id(self) -> str:
@@ -73,7 +74,8 @@ class Container:
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status,
-                "config": asdict(self.config), "state": asdict(self.state)}
+                "config": asdict(self.config), "state": asdict(self.state),
+                "network": asdict(self.lease) if self.lease else None}
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,13 @@ class LogEntry:
 def run(image: str, command: Sequence[str] | None = None, *, detach: bool = False,
         input: str | None = None, name: str | None = None, env: Sequence[str] = (),
         volumes: Sequence[str] = (), hostname: str | None = None, remove: bool = False,
-        security_opt: Sequence[str] = ()) -> Outcome | Container:
+        security_opt: Sequence[str] = (), network: str = networking.BRIDGE,
+        publish: Sequence[str] = (), publish_all: bool = False, expose: Sequence[str] = (),
+        links: Sequence[str] = ()) -> Outcome | Container:
     """``docker run``: a new container of ``image`` running ``command`` (the image's CMD by
     default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``,
-    ``security_opt=["seccomp=unconfined"]``.
+    ``security_opt=["seccomp=unconfined"]``, ``network="none"``, ``publish=["8080:80"]``,
+    ``publish_all=True`` (-P), ``expose=["80"]``, ``links=["db:database"]``.
 
     In the foreground, wait for it and return its ``Outcome``; ``input`` goes to its stdin.
     With ``detach=True``, return the running ``Container`` at once.
@@ -113,7 +118,9 @@ def run(image: str, command: Sequence[str] | None = None, *, detach: bool = Fals
     config, connection = launch(image, command, attach=not detach, name=name, env=env,
                                 volumes=volumes, hostname=hostname,
                                 interactive=input is not None, remove=remove,
-                                security_opt=security_opt)
+                                security_opt=security_opt,
+                                network=networking.Options(network, publish, publish_all,
+                                                           expose, links))
     with closing(connection):
         return inspect(config.id) if detach else _collect(config.id, connection, input)
 
@@ -122,26 +129,36 @@ def launch(image: str, command: Sequence[str] | None, *, attach: bool,
            name: str | None = None, env: Sequence[str] = (), volumes: Sequence[str] = (),
            hostname: str | None = None, interactive: bool = False, tty: bool = False,
            remove: bool = False, security_opt: Sequence[str] = (),
+           network: networking.Options = networking.DEFAULTS,
            fork: bool = False) -> tuple[store.ContainerConfig, Connection]:
     """Create a container and start its monitor; return its config and the connection of its
     first client, on which the monitor has answered. If the start failed, an ``attach``ed
     client reads why in the stream; a detached one gets it raised as a LabError. ``fork``:
     the caller may fork the monitor (``monitor.spawn``); only ``labkit run`` may.
 
-    Every check comes before the store changes: a bad name, image, volume, hostname or
-    environment leaves nothing on disk.
+    Every check comes before the store changes: a bad name, image, volume, hostname,
+    environment or network option leaves nothing on disk; so does a start the network refuses
+    (a port in use, no free address): the container is removed again.
     """
     if name is not None:
         names.check_name(name)
+    network.check()
     lab = store.reading()
     config = _new_config(lab, image, command, env, volumes, hostname, interactive, tty, remove)
     config.seccomp = seccomp_profile(security_opt)
-    spec = _spec(lab, config)  # before the lock: it may build the static init
+    network.configure(config, lab.image(image))
+    _spec(lab, config, networking.Wiring(None))  # checks the rest; may build the static init
     with store.writing() as lab:
         config.name = _free_name(lab, name)
         if not all(lab.layer_dir(digest).is_dir() for digest in config.layers):
             raise LabError(f"the layers of {config.image} are gone: build the image again")
         directory = lab.create_container(config)
+        try:
+            spec = _spec(lab, config, networking.attach(lab, config))
+        except BaseException:
+            networking.detach(lab, config.id)
+            lab.remove_container(config.id)
+            raise
         return config, _start_monitor(directory, spec, attach, fork)
 
 
@@ -152,11 +169,16 @@ def start(reference: str) -> Container:
     container_id = lab.find_container(reference)
     _settle(lab, container_id)
     _refuse_orphaned(lab, container_id, "start it again")
-    spec = _spec(lab, lab.container_config(container_id))
     with store.writing() as lab:
         container_id = lab.find_container(container_id)
         directory = lab.container_dir(container_id)
         if not monitor.alive(directory):
+            config = lab.container_config(container_id)
+            try:
+                spec = _spec(lab, config, networking.attach(lab, config))
+            except BaseException:
+                networking.detach(lab, container_id)
+                raise
             _start_monitor(directory, spec, attach=False, fork=False).close()
     return inspect(container_id)
 
@@ -220,9 +242,9 @@ def parse_volume(text: str) -> tuple[str, str, bool]:
     return parts[0], parts[1], parts[2:] == ["ro"]
 
 
-def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
+def _spec(lab: store.Store, config: store.ContainerConfig, wiring: networking.Wiring) -> Spec:
     """The runtime's spec for the container: every step of a full container, its own layers
-    and paths, and with -t a terminal of its own."""
+    and paths, its network, and with -t a terminal of its own."""
     from labkit.engine.builds import static_init
     from labkit.runtime.container import steps_for
     from labkit.runtime.steps.console import Console
@@ -231,9 +253,11 @@ def _spec(lab: store.Store, config: store.ContainerConfig) -> Spec:
     layers = [lab.layer_tree(digest) for digest in reversed(config.layers)]
     steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
                       config.volumes, config.workdir, init=static_init(),
-                      seccomp=_seccomp_program(config),
-                      engine_files=[(directory / store.HOSTNAME, "/etc/hostname")])
-    return Spec(config.command, [*steps, *([Console()] if config.tty else [])], config.env)
+                      seccomp=_seccomp_program(config), network=wiring.step,
+                      engine_files=[(directory / store.HOSTNAME, "/etc/hostname"),
+                                    *wiring.files])
+    return Spec(config.command, [*steps, *([Console()] if config.tty else [])],
+                {**config.env, **wiring.env})
 
 
 def _seccomp_program(config: store.ContainerConfig) -> str | None:
@@ -319,6 +343,20 @@ def inspect(reference: str) -> Container:
         raise LabError(f"no such container: {reference!r} (it was removed just now)") from None
 
 
+def port(reference: str, which: str | None = None) -> list[ports.Port]:
+    """``docker port``: the container's published ports, or those of ``which`` (``80``,
+    ``80/udp``); none while it is stopped. A LabError if ``which`` is not published."""
+    lease = inspect(reference).lease
+    published = lease.ports if lease else []
+    if which is None:
+        return published
+    wanted = ports.parse_exposed(which)
+    found = [port for port in published if port.exposed == wanted]
+    if not found:
+        raise LabError(f"no public port {wanted} is published for {reference}")
+    return found
+
+
 def _view(lab: store.Store, container_id: str) -> Container:
     """A container's config, state and status. Whether its monitor lives is asked first: a
     monitor writes its container's end before it exits, so a state read after a monitor was
@@ -329,7 +367,7 @@ def _view(lab: store.Store, container_id: str) -> Container:
     except store.Damaged:
         return Container(_config_or_stand_in(lab, container_id), store.ContainerState(), DAMAGED)
     status = DEAD if state.status == store.RUNNING and not holds else state.status
-    return Container(config, state, status)
+    return Container(config, state, status, leases.read(lab, container_id))
 
 
 def _config_or_stand_in(lab: store.Store, container_id: str) -> store.ContainerConfig:
@@ -385,6 +423,7 @@ def rm(reference: str, force: bool = False) -> str:
         if monitor.alive(lab.container_dir(container_id)):
             raise LabError(f"container {container.name} was started again meanwhile: "
                            f"stop it first")
+        networking.detach(lab, container_id)  # a lease its killed monitor could not end
         lab.remove_container(container_id)
     return container_id
 
@@ -482,8 +521,9 @@ def exec_argv(container: Container, command: Sequence[str],
     """The ``exec`` helper's command line, for ``command`` in the running ``container``."""
     if not command:
         raise LabError("no command to run: give one after the container")
+    links_env = container.lease.links_env if container.lease else {}
     return joining_argv(container.state.init_pid, container.state.init_start, list(command),
-                        container.config.env, container.config.workdir,
+                        {**container.config.env, **links_env}, container.config.workdir,
                         _seccomp_program(container.config), console_fd)
 
 

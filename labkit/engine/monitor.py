@@ -21,7 +21,8 @@ container's whole life the monitor:
    every attached client, their input to the container's stdin, their signals and terminal
    sizes to the container;
 5. when the container ends: records the exit code and time, clears the overlay's work
-   directory, tells the clients, removes the container if it was run with ``--rm``, and exits.
+   directory, ends its network lease and unpublishes its ports, tells the clients, removes the
+   container if it was run with ``--rm``, and exits.
    The container's mounts need nothing: they lived in its mount namespace, which died with it.
 
 A monitor never waits for a labkit command, so a command may wait for a monitor while holding
@@ -42,7 +43,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from labkit.engine import store
+from labkit.engine import networking, store
 from labkit.engine.frames import Kind, Reader, control, encode, socket_path
 from labkit.engine.relay import set_size
 from labkit.errors import LAB_ERROR, LabError
@@ -444,6 +445,10 @@ class Monitor:
             self.lab.save_container_state(self.id, state)
         except OSError:  # a full disk: it shows as dead, and gc records it once there is room
             error = error or "its exit could not be recorded: the store's disk is full"
+        try:  # before the clients hear of the end: by then its ports lead nowhere
+            networking.detach(self.lab, self.id)
+        except (LabError, OSError) as failure:
+            error = error or f"its network could not be taken down: {failure}"
         self._broadcast(control(Kind.EXIT, exit_code=exit_code, error=error))
         if self.config.auto_remove:
             with self.lab.locked():

@@ -25,8 +25,8 @@ safe:
    removed;
 5. **containers without a monitor are marked exited**: with 137 (SIGKILL) when gc just killed
    them, else 255 (their real exit code died with their monitor), a state that cannot be read
-   written anew; and their overlay's work directory, where a killed mount leaves its scratch
-   files, is emptied;
+   written anew; their network lease is ended and their ports unpublished; and their overlay's
+   work directory, where a killed mount leaves its scratch files, is emptied;
 6. **layers that no image lists and no container stands on** (an ``rmi`` killed half-way) are
    removed.
 
@@ -46,7 +46,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from labkit.engine import monitor, names, store
+from labkit.engine import leases, monitor, names, networking, store
 from labkit.errors import LabError
 from labkit.kernel import procfs, syscalls
 from labkit.runtime.boot import python_argv
@@ -71,6 +71,7 @@ def collect() -> list[str]:
             lab.discard(path)
             done.append(f"removed containers/{path.name}: {why}")
         done += settle(lab, killed)
+        done += [f"released {claim}: its container is gone" for claim in leases.release_stale()]
         for digest in lab.unused_layers():
             lab.remove_layer(digest)
             done.append(f"removed layer {store.short(digest)}: no image or container uses it")
@@ -276,6 +277,10 @@ def settle(lab: store.Store, killed: dict[str, int]) -> list[str]:
             code = KILLED if container_id in killed else UNKNOWN
             lab.save_container_state(container_id, _exited(state, code))
             done.append(f"marked {_describe(lab, container_id)} exited ({code})")
+        lease = networking.detach(lab, container_id)
+        if lease is not None:
+            done.append(f"released {lease.address} and {len(lease.ports)} published port(s) "
+                        f"of {_describe(lab, container_id)}")
         if (directory / store.WORK / "work").exists():
             done.append(_empty_work(directory / store.WORK, _describe(lab, container_id)))
     return done

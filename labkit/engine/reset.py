@@ -15,7 +15,9 @@ in this order because each one makes the next safe:
 4. the store's content goes, containers included: images, layers, containers, compiled samples,
    work in progress. Only once nothing is mounted under the store: a recursive delete descends
    into a mount, and through a leftover bind mount it would delete the files mounted there;
-5. the base image is built again.
+5. the lab's network goes, bridge and nftables table, and IPv4 forwarding is switched off if
+   the lab switched it on; unless a container of another store is still on the bridge;
+6. the base image is built again.
 
 The notebooks and the repository are not touched. It is a command, run in a process of its own:
 it unmounts in its own mount namespace, which a Jupyter kernel must never do.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
-from labkit.engine import baseimage, containers, monitor, names, reconcile, store
+from labkit.engine import baseimage, containers, monitor, names, networking, reconcile, store
 from labkit.errors import LabError
 
 KEPT = (store.MARKER, "lock")  # what makes the directory a store, and the lock reset holds
@@ -46,6 +48,7 @@ def reset(progress: baseimage.Progress = baseimage.quiet) -> Iterator[str]:
             yield f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}"
         removed = empty(lab)
         yield f"emptied the store {lab.root} ({', '.join(removed)})"
+        yield from networking.teardown()
         lab.create()
         image, _ = baseimage.build(lab, progress=progress)
         size = store.human_size(lab.image_size(image))

@@ -328,12 +328,14 @@ class Store:
             raise Damaged(container_id, name, f"{type(error).__name__}: {error}") from None
 
     def save_container_state(self, container_id: str, state: ContainerState) -> None:
-        """Replace the state file atomically. The temporary file is made in the container's own
-        directory, not tmp/: a monitor writes it without the store's lock, and tmp/ is emptied
-        by whoever takes the lock next."""
+        self.save_container_file(container_id, STATE, json.dumps(asdict(state), indent=2) + "\n")
+
+    def save_container_file(self, container_id: str, name: str, text: str) -> None:
+        """Replace one of the container's files (its state, its lease, its /etc/hosts)
+        atomically. The temporary file is made in the container's own directory, not tmp/: a
+        monitor writes without the store's lock, and tmp/ is emptied by whoever takes it next."""
         directory = self.container_dir(container_id)
-        self._write_atomically(directory / STATE, json.dumps(asdict(state), indent=2) + "\n",
-                               scratch=directory)
+        self._write_atomically(directory / name, text, scratch=directory)
 
     def container_configs(self) -> list[ContainerConfig]:
         """The config of every container that has a readable one, oldest first; one removed
@@ -446,6 +448,7 @@ class Image:
     created: str = ""
     parent: str | None = None  # the digest of the image this one was committed from
     source: str | None = None  # what it was built from, so a rebuild can tell it has nothing to do
+    exposed: list[str] = field(default_factory=list)  # ports its containers expose: 80/tcp
 
     @property
     def reference(self) -> str:
@@ -456,7 +459,7 @@ class Image:
         """What a container of this image runs: its layers, env, cmd and workdir, hashed. When
         or from what the image was made does not change it."""
         identity = {"layers": self.layers, "env": self.env, "cmd": self.cmd,
-                    "workdir": self.workdir}
+                    "workdir": self.workdir, **({"exposed": self.exposed} if self.exposed else {})}
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -465,7 +468,7 @@ class Image:
 
     @classmethod
     def from_json(cls, data: dict) -> Image:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 UPPER, WORK, LOG, CONFIG, STATE, SOCKET = (
@@ -506,6 +509,13 @@ class ContainerConfig:
     auto_remove: bool = False
     created: str = ""
     seccomp: str = "default"  # the seccomp profile: default, or unconfined (--security-opt)
+    # Its network (engine/network.py): bridge, none or host (none for records older than it),
+    # the -p texts, -P, the ports it exposes (its image's and --expose's) and its --link texts.
+    network: str = "none"
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    expose: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:

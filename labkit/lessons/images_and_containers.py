@@ -299,7 +299,7 @@ EXERCISE = Exercise(
               "script; rm deletes; containers.commit(container, image) commits it. The "
               "check looks in the new layer for the changed file and for a whiteout.",
     solution_text='containers.run("busybox", ["sh", "-c", "echo mine > /etc/motd && '
-                  'rm /etc/hosts"], name="l06-mine"); containers.commit("l06-mine", '
+                  'rm /etc/group"], name="l06-mine"); containers.commit("l06-mine", '
                   '"lab06/mine:v1"); answer = {"image": "lab06/mine:v1", '
-                  '"changed": "/etc/motd", "deleted": "/etc/hosts"}',
+                  '"changed": "/etc/motd", "deleted": "/etc/group"}',
 )
