@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,8 +19,9 @@ from labkit.lessons import samples, terminal
 from tests.conftest import LABKIT
 
 LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive",
-           "06_chroot_escape"]
-HOST_SAFE = LESSONS[:4]  # the naive one may only run inside the sandbox: see test_sandbox.py
+           "06_chroot_escape", "07_net"]
+# The naive one may only run inside the sandbox (see test_sandbox.py); the escape is lesson 06's.
+HOST_SAFE = [*LESSONS[:4], "07_net"]
 TAG = "LABKIT_TEST_TAG"
 
 
@@ -131,6 +133,17 @@ def test_pid_sample_child_is_pid_1_but_sees_the_hosts_processes():
     assert str(os.getpid()) in lines  # ps reads the host's /proc: the host's pids show
     outside = [line for line in lines if "the container's PID 1 is pid" in line]
     assert len(outside) == 1 and not outside[0].endswith("pid 1 out here")
+
+
+def test_net_sample_sees_only_its_own_loopback_switched_off():
+    result = samples.run("07_net", ["cat", "/proc/net/dev"])
+    lines = result.stdout.splitlines()
+    assert "Container - my interfaces: lo (DOWN)" in lines[1:3]  # the two print at once
+    assert [line for line in lines[1:3] if re.fullmatch(r"Parent - the container's pid is \d+",
+                                                         line)]
+    devices = [line.split(":")[0].strip() for line in lines if ":" in line and "|" not in line
+               and not line.startswith(("Container", "Parent"))]
+    assert devices == ["lo"]  # /proc/net is the reader's namespace's: the host's eth0 is gone
 
 
 def test_mount_proc_sample_lists_only_the_containers_processes():
