@@ -175,8 +175,14 @@ def contenders(lab: Lab, launcher: warm.Launcher, c_binary: Path,
                   "read-only, masked paths, capabilities, no_new_privs")
     return [
         Contender("labkit-run", "labkit run --rm busybox /bin/true", f"the CLI: {full}; a "
-                  "store entry and a monitor process; --rm removes it",
+                  "store entry and a monitor process; --rm removes it; --network bridge (the "
+                  "default): a veth pair on labkit0, a leased address, /etc/hosts written",
                   argv=lambda command: [common.LABKIT, "run", "--rm", "busybox", *command]),
+        Contender("labkit-run-none", "labkit run --rm --network none busybox /bin/true",
+                  f"the CLI: {full}; a store entry and a monitor process; --rm removes it; "
+                  "--network none: lo only, as before lesson 07",
+                  argv=lambda command: [common.LABKIT, "run", "--rm", "--network", "none",
+                                        "busybox", *command]),
         Contender("warm", "labkit warm launcher (Python API)", f"Launcher().run(): {full}; "
                   "the launcher is forked from a warm helper",
                   call=_python_call(lambda command: launcher.run(command, lab.steps(), env=ENV)),
