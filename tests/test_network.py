@@ -14,13 +14,12 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from containers_support import assert_one_line, labkit, removing_new_containers, store_files
 
 from labkit.engine import bridge, containers, leases, monitor, nat, networking, store
+from labkit.lessons.networks import fetch  # the page, or what answered instead
 from tests.conftest import LABKIT
 
 PAGE = "served by a container\n"
@@ -33,19 +32,6 @@ WEB = ["sh", "-c", f"mkdir -p /www && echo -n '{PAGE}' > /www/index.html && "
 def _remove_what_the_test_made(base_image):
     with removing_new_containers():
         yield
-
-
-def fetch(url: str, seconds: float = 20) -> str:
-    """The page at ``url``, waiting for a server that is still starting."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                return reply.read().decode()
-        except (urllib.error.URLError, ConnectionError) as error:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing served {url}: {error}") from None
-            time.sleep(0.1)
 
 
 def refused(host: str, port: int) -> bool:
