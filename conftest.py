@@ -44,6 +44,9 @@ def pytest_unconfigure(config):
         from labkit.engine import networking
 
         networking.teardown()
+    from labkit.engine import limiting
+
+    limiting.remove_parent()  # the lab's parent cgroup, if no container's group is in it
 
 
 def _check(before: hostguard.Snapshot, what: str) -> None:

@@ -91,6 +91,13 @@ def _container_verbs(verbs) -> None:
                      help="expose a port (for -P and --link) without publishing it")
     run.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]",
                      help="find a running container by ALIAS, in /etc/hosts and variables")
+    run.add_argument("-m", "--memory", metavar="SIZE", help="a memory limit, such as 64m")
+    run.add_argument("--memory-swap", metavar="SIZE",
+                     help="memory and swap together (-1: no limit to swap)")
+    run.add_argument("--cpus", metavar="N", help="CPU time, in cores, such as 0.5")
+    run.add_argument("--cpu-shares", metavar="WEIGHT", help="a CPU weight (1024 is one share)")
+    run.add_argument("--pids-limit", metavar="N",
+                     help="the most processes at once (default 1024; -1: no limit)")
     run.add_argument("image", help="an image, such as busybox")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command (default: CMD)")
 
@@ -115,6 +122,10 @@ def _container_verbs(verbs) -> None:
         if verb == "rm":
             parser.add_argument("-f", "--force", action="store_true", help="kill it if running")
         parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    stats = verbs.add_parser("stats", help="what running containers use: CPU, memory, pids")
+    stats.add_argument("--no-stream", action="store_true", help="print once, and exit")
+    stats.add_argument("containers", nargs="*", metavar="CONTAINER")
 
     port = verbs.add_parser("port", help="list a container's published ports")
     port.add_argument("container")

@@ -147,20 +147,23 @@ def rmi(args) -> int:
 
 def run(args) -> int:
     """``labkit run [-d] [-i] [-t] [--rm] [--name N] [-e K=V] [-v H:C[:ro]] [-h H]
-    [--network MODE] [-p SPEC] [-P] [--expose PORT] [--link NAME[:ALIAS]] IMAGE [CMD]``"""
+    [--network MODE] [-p SPEC] [-P] [--expose PORT] [--link NAME[:ALIAS]] [-m SIZE]
+    [--memory-swap SIZE] [--cpus N] [--cpu-shares W] [--pids-limit N] IMAGE [CMD]``"""
     from contextlib import closing
 
-    from labkit.engine import containers, networking
+    from labkit.engine import containers, networking, resources
     from labkit.engine.relay import MonitorPeer, relay
 
     _refuse_tty_without_terminal(args)
-    network = networking.Options(args.network, args.publish, args.publish_all, args.expose,
-                                 args.link)
+    network = networking.NetworkOptions(args.network, args.publish, args.publish_all,
+                                        args.expose, args.link)
+    limits = resources.ResourceOptions(args.memory, args.memory_swap, args.cpus,
+                                       args.cpu_shares, args.pids_limit)
     config, connection = containers.launch(
         args.image, args.command, attach=not args.detach, name=args.name, env=args.env,
         volumes=args.volume, hostname=args.hostname, interactive=args.interactive,
         tty=args.tty, remove=args.rm, security_opt=args.security_opt, network=network,
-        fork=True)
+        resources=limits, fork=True)
     with closing(connection):
         if args.detach:
             print(config.id)
@@ -273,6 +276,18 @@ def inspect(args) -> int:
     if found:
         print(json.dumps(found, indent=2))
     return code
+
+
+def stats(args) -> int:
+    """``labkit stats [--no-stream] [CONTAINER...]``: a table that refreshes every second."""
+    from labkit import show
+    from labkit.engine import containers
+
+    if args.no_stream:
+        show.echo(show.stats(containers.stats(args.containers)))
+        return 0
+    show.live(lambda: show.stats(containers.stats(args.containers)))
+    return 0
 
 
 def port(args) -> int:

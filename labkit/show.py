@@ -19,13 +19,13 @@ from __future__ import annotations
 import html
 import os
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labkit.engine.containers import Container
+    from labkit.engine.containers import Container, ContainerStats
     from labkit.engine.layers import LayerDiff
     from labkit.engine.store import Store
     from labkit.kernel.procfs import Mount, MountDiff, NamespacePair, ProcessNode
@@ -443,8 +443,41 @@ def _status_cell(container: Container) -> str:
     if container.status == RUNNING:
         return f"Up {_duration(state.started_at)}"
     if container.status == EXITED:
-        return f"Exited ({state.exit_code}) {_ago(state.finished_at)}"
+        killed = ", OOM killed" if state.oom_killed else ""
+        return f"Exited ({state.exit_code}{killed}) {_ago(state.finished_at)}"
     return container.status.capitalize()
+
+
+def stats(rows: Sequence[ContainerStats]) -> Table:
+    """``docker stats``' table: CPU % of one core, memory use against the limit, processes."""
+    return Table("", ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+                 [_stat_row(row) for row in rows], whole=("CONTAINER ID", "NAME"))
+
+
+def _stat_row(row: ContainerStats) -> list[str]:
+    from labkit.engine.store import human_size
+
+    usage = row.usage
+    limit = human_size(usage.memory_limit) if usage.memory_limit else "no limit"
+    share = (f"{100 * usage.memory / usage.memory_limit:.2f}%"
+             if usage.memory is not None and usage.memory_limit else "-")
+    return [row.container.short_id, row.container.name,
+            "-" if row.cpu_percent is None else f"{row.cpu_percent:.2f}%",
+            f"{human_size(usage.memory or 0)} / {limit}", share,
+            "-" if usage.pids is None else str(usage.pids)]
+
+
+def live(render: Callable[[], object]) -> None:
+    """Show ``render()`` again and again until Ctrl-C: in place on a terminal (rich's Live),
+    one after the other otherwise. Each render takes its own time (stats measures for it)."""
+    if plain() or not os.isatty(1):
+        while True:
+            print(render(), flush=True)
+    from rich.live import Live
+
+    with Live(render(), auto_refresh=False) as screen:
+        while True:
+            screen.update(render(), refresh=True)
 
 
 def _ago(when: str) -> str:

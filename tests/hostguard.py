@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from labkit.engine import bridge, leases, nat
 from labkit.kernel import process
 
-CGROUP_PATTERNS = ("/sys/fs/cgroup/labkit*", "/sys/fs/cgroup/*/labkit*")
+# The containers' groups, under the lab's own parent group (kept, as the bridge is).
+CGROUP_PATTERNS = ("/sys/fs/cgroup/labkit/*/", "/sys/fs/cgroup/*/labkit/*/")
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def test_kill_9_of_labkit_run_and_its_monitor_then_gc_leaves_nothing_behind():
     killed, *rest = done.stdout.splitlines()
     assert re.fullmatch(rf"killed \d+ process\(es\) of {re.escape(said)}: its monitor was gone",
                         killed)
-    assert rest == [f"marked {said} exited (137)",
+    assert rest == [f"marked {said} exited (137)", f"removed the cgroup of {said}",
                     f"released {crashed.lease.address} and 0 published port(s) of {said}",
                     f"emptied the work directory of {said}"]
     assert_settled(crashed, 137)
@@ -111,6 +111,7 @@ def test_a_dead_container_whose_processes_died_too_gets_an_unknown_exit_code():
         time.sleep(0.01)
     said = f"container gone-quietly ({box.short_id})"
     assert containers.gc() == [f"marked {said} exited (255)",
+                               f"removed the cgroup of {said}",
                                f"released {box.lease.address} and 0 published port(s) of {said}",
                                f"emptied the work directory of {said}"]
     assert_settled(box, 255)
@@ -126,10 +127,11 @@ def test_the_processes_of_a_record_removed_behind_the_lab_s_back_are_killed_by_g
     assert alive(box.state.init_pid, box.state.init_start)
 
     done = containers.gc()
-    assert len(done) == 2 and re.fullmatch(
+    assert len(done) == 3 and re.fullmatch(
         rf"killed \d+ process\(es\) of removed container {box.short_id}: its monitor was gone",
         done[0]), done
-    assert done[1] == f"released {box.lease.address}: its container is gone"  # its claim
+    assert done[1:] == [f"released {box.lease.address}: its container is gone",  # its claim
+                        f"removed the cgroup labkit/{box.id}: no process is left in it"]
     assert not alive(box.state.init_pid, box.state.init_start)
 
 

@@ -123,6 +123,8 @@ def test_reset_after_a_messy_lab_leaves_a_clean_one_and_doctor_passes(env):
     assert {"removed the nftables table inet labkit", "removed the bridge labkit0"} <= set(
         lines[3:-3])  # the containers made them; the killed one's address is released
     assert not bridge.SYSFS.exists() and not nat.exists()
+    assert not [path for cid in (web, loose) for path in Path("/sys/fs/cgroup").glob(
+        f"*/labkit/{cid}")]  # the groups went with the containers, the killed one's too
     assert lines[-3].startswith("built busybox:latest ")
     assert lines[-2:] == ["the lab is as new; labkit doctor checks the machine",
                           "mounts left under the store: 0"]

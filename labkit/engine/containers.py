@@ -34,10 +34,21 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labkit.engine import leases, monitor, names, networking, ports, seccomp, store
+from labkit.engine import (
+    leases,
+    limiting,
+    monitor,
+    names,
+    networking,
+    ports,
+    resources,
+    seccomp,
+    store,
+)
 from labkit.engine.frames import Connection, Kind
 from labkit.errors import LabError
 from labkit.kernel.process import shell_code
+from labkit.runtime.cgroup.usage import Usage
 from labkit.runtime.exec import argv as joining_argv
 from labkit.runtime.spec import Spec
 
@@ -106,21 +117,24 @@ def run(image: str, command: Sequence[str] | None = None, *, detach: bool = Fals
         volumes: Sequence[str] = (), hostname: str | None = None, remove: bool = False,
         security_opt: Sequence[str] = (), network: str = networking.BRIDGE,
         publish: Sequence[str] = (), publish_all: bool = False, expose: Sequence[str] = (),
-        links: Sequence[str] = ()) -> Outcome | Container:
+        links: Sequence[str] = (), memory: str | None = None, memory_swap: str | None = None,
+        cpus: float | None = None, cpu_shares: int | None = None,
+        pids_limit: int | None = None) -> Outcome | Container:
     """``docker run``: a new container of ``image`` running ``command`` (the image's CMD by
     default). Options as on the command line: ``env=["K=V"]``, ``volumes=["/src:/dst:ro"]``,
     ``security_opt=["seccomp=unconfined"]``, ``network="none"``, ``publish=["8080:80"]``,
-    ``publish_all=True`` (-P), ``expose=["80"]``, ``links=["db:database"]``.
+    ``publish_all=True`` (-P), ``expose=["80"]``, ``links=["db:database"]``, ``memory="64m"``,
+    ``memory_swap="128m"``, ``cpus=0.5``, ``cpu_shares=512``, ``pids_limit=100``.
 
     In the foreground, wait for it and return its ``Outcome``; ``input`` goes to its stdin.
     With ``detach=True``, return the running ``Container`` at once.
     """
+    wiring = networking.NetworkOptions(network, publish, publish_all, expose, links)
+    limits = resources.ResourceOptions(memory, memory_swap, cpus, cpu_shares, pids_limit)
     config, connection = launch(image, command, attach=not detach, name=name, env=env,
                                 volumes=volumes, hostname=hostname,
                                 interactive=input is not None, remove=remove,
-                                security_opt=security_opt,
-                                network=networking.Options(network, publish, publish_all,
-                                                           expose, links))
+                                security_opt=security_opt, network=wiring, resources=limits)
     with closing(connection):
         return inspect(config.id) if detach else _collect(config.id, connection, input)
 
@@ -129,7 +143,8 @@ def launch(image: str, command: Sequence[str] | None, *, attach: bool,
            name: str | None = None, env: Sequence[str] = (), volumes: Sequence[str] = (),
            hostname: str | None = None, interactive: bool = False, tty: bool = False,
            remove: bool = False, security_opt: Sequence[str] = (),
-           network: networking.Options = networking.DEFAULTS,
+           network: networking.NetworkOptions = networking.DEFAULTS,
+           resources: resources.ResourceOptions = resources.DEFAULTS,
            fork: bool = False) -> tuple[store.ContainerConfig, Connection]:
     """Create a container and start its monitor; return its config and the connection of its
     first client, on which the monitor has answered. If the start failed, an ``attach``ed
@@ -143,9 +158,11 @@ def launch(image: str, command: Sequence[str] | None, *, attach: bool,
     if name is not None:
         names.check_name(name)
     network.check()
+    limits = resources.limits()
     lab = store.reading()
     config = _new_config(lab, image, command, env, volumes, hostname, interactive, tty, remove)
     config.seccomp = seccomp_profile(security_opt)
+    config.limits = limits
     network.configure(config, lab.image(image))
     _spec(lab, config, networking.Wiring(None))  # checks the rest; may build the static init
     with store.writing() as lab:
@@ -254,6 +271,7 @@ def _spec(lab: store.Store, config: store.ContainerConfig, wiring: networking.Wi
     steps = steps_for(layers, directory / store.UPPER, directory / store.WORK, config.hostname,
                       config.volumes, config.workdir, init=static_init(),
                       seccomp=_seccomp_program(config), network=wiring.step,
+                      cgroup=limiting.step(config),
                       engine_files=[(directory / store.HOSTNAME, "/etc/hostname"),
                                     *wiring.files])
     return Spec(config.command, [*steps, *([Console()] if config.tty else [])],
@@ -343,6 +361,32 @@ def inspect(reference: str) -> Container:
         raise LabError(f"no such container: {reference!r} (it was removed just now)") from None
 
 
+@dataclass(frozen=True)
+class ContainerStats:
+    """What a running container uses: ``docker stats``' row. CPU % is of one core, measured
+    over the interval ``stats`` waited (200% is two cores, busy)."""
+
+    container: Container
+    cpu_percent: float | None
+    usage: Usage
+
+
+def stats(references: Sequence[str] = (), interval: float = 0.5) -> list[ContainerStats]:
+    """``docker stats --no-stream``: the running containers (or those named), each one's CPU
+    time read twice ``interval`` seconds apart, its memory and processes read now."""
+    found = [running(reference) for reference in references] if references else ps()
+    before = {container.id: limiting.usage(container.id) for container in found}
+    time.sleep(interval)
+    rows = []
+    for container in found:
+        now = limiting.usage(container.id)
+        used = (None if None in (now.cpu_ns, before[container.id].cpu_ns)
+                else now.cpu_ns - before[container.id].cpu_ns)
+        percent = None if used is None else 100 * used / (interval * 1e9)
+        rows.append(ContainerStats(container, percent, now))
+    return rows
+
+
 def port(reference: str, which: str | None = None) -> list[ports.Port]:
     """``docker port``: the container's published ports, or those of ``which`` (``80``,
     ``80/udp``); none while it is stopped. A LabError if ``which`` is not published."""
@@ -424,6 +468,7 @@ def rm(reference: str, force: bool = False) -> str:
             raise LabError(f"container {container.name} was started again meanwhile: "
                            f"stop it first")
         networking.detach(lab, container_id)  # a lease its killed monitor could not end
+        limiting.remove(container_id)  # and its cgroup
         lab.remove_container(container_id)
     return container_id
 

@@ -21,8 +21,9 @@ container's whole life the monitor:
    every attached client, their input to the container's stdin, their signals and terminal
    sizes to the container;
 5. when the container ends: records the exit code and time, clears the overlay's work
-   directory, ends its network lease and unpublishes its ports, tells the clients, removes the
-   container if it was run with ``--rm``, and exits.
+   directory, notes whether the OOM killer struck and removes its cgroup, ends its network
+   lease and unpublishes its ports, tells the clients, removes the container if it was run
+   with ``--rm``, and exits.
    The container's mounts need nothing: they lived in its mount namespace, which died with it.
 
 A monitor never waits for a labkit command, so a command may wait for a monitor while holding
@@ -43,7 +44,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from labkit.engine import networking, store
+from labkit.engine import limiting, networking, store
 from labkit.engine.frames import Kind, Reader, control, encode, socket_path
 from labkit.engine.relay import set_size
 from labkit.errors import LAB_ERROR, LabError
@@ -425,6 +426,15 @@ class Monitor:
 
     # The end
 
+    def _end_cgroup(self, error: str | None) -> tuple[bool, str | None]:
+        """Whether the OOM killer struck in the container's cgroup, then remove it."""
+        try:
+            oom_killed = limiting.oom_killed(self.id)
+            limiting.remove(self.id)
+        except (LabError, OSError) as failure:
+            return False, error or f"its cgroup could not be removed: {failure}"
+        return oom_killed, error
+
     def _finish(self, exit_code: int, error: str | None) -> None:
         """Record the end, tidy up, tell the clients, and remove the container if asked."""
         for kind, decoder in self.decoders.items():
@@ -439,8 +449,9 @@ class Monitor:
             error = error or str(refusal)
         if self.log_lost:
             error = error or "the store's disk was full: some of its output is not in its log"
-        state = replace(self._state(), status=store.EXITED,
-                        exit_code=exit_code, finished_at=store.timestamp(), error=error)
+        oom_killed, error = self._end_cgroup(error)
+        state = replace(self._state(), status=store.EXITED, exit_code=exit_code,
+                        finished_at=store.timestamp(), error=error, oom_killed=oom_killed)
         try:
             self.lab.save_container_state(self.id, state)
         except OSError:  # a full disk: it shows as dead, and gc records it once there is room

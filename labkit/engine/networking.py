@@ -42,7 +42,7 @@ class Wiring:
 
 
 @dataclass(frozen=True)
-class Options:
+class NetworkOptions:
     """docker run's network flags: ``--network``, ``-p``, ``-P``, ``--expose``, ``--link``."""
 
     mode: str = BRIDGE
@@ -76,7 +76,7 @@ class Options:
         config.links = list(self.links)
 
 
-DEFAULTS = Options()
+DEFAULTS = NetworkOptions()
 
 
 def attach(lab: store.Store, config: store.ContainerConfig) -> Wiring:

@@ -25,9 +25,14 @@ safe:
    removed;
 5. **containers without a monitor are marked exited**: with 137 (SIGKILL) when gc just killed
    them, else 255 (their real exit code died with their monitor), a state that cannot be read
-   written anew; their network lease is ended and their ports unpublished; and their overlay's
-   work directory, where a killed mount leaves its scratch files, is emptied;
-6. **layers that no image lists and no container stands on** (an ``rmi`` killed half-way) are
+   written anew; their cgroup is removed, their network lease ended and their ports
+   unpublished; and their overlay's work directory, where a killed mount leaves its scratch
+   files, is emptied;
+6. **claims and cgroups that outlived their container**: an address or port claimed by a
+   container whose store or directory is gone, and a container's cgroup no process is in
+   (one whose record went behind the lab's back; a group made this very moment by a
+   container starting in another store would be empty too, for an instant);
+7. **layers that no image lists and no container stands on** (an ``rmi`` killed half-way) are
    removed.
 
 It is idempotent: run twice, the second run finds nothing to do. It changes the host's mount
@@ -46,7 +51,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from labkit.engine import leases, monitor, names, networking, store
+from labkit.engine import leases, limiting, monitor, names, networking, store
 from labkit.errors import LabError
 from labkit.kernel import procfs, syscalls
 from labkit.runtime.boot import python_argv
@@ -72,6 +77,8 @@ def collect() -> list[str]:
             done.append(f"removed containers/{path.name}: {why}")
         done += settle(lab, killed)
         done += [f"released {claim}: its container is gone" for claim in leases.release_stale()]
+        done += [f"removed the cgroup {group}: no process is left in it"
+                 for group in limiting.remove_empty()]
         for digest in lab.unused_layers():
             lab.remove_layer(digest)
             done.append(f"removed layer {store.short(digest)}: no image or container uses it")
@@ -277,6 +284,8 @@ def settle(lab: store.Store, killed: dict[str, int]) -> list[str]:
             code = KILLED if container_id in killed else UNKNOWN
             lab.save_container_state(container_id, _exited(state, code))
             done.append(f"marked {_describe(lab, container_id)} exited ({code})")
+        if limiting.remove(container_id):
+            done.append(f"removed the cgroup of {_describe(lab, container_id)}")
         lease = networking.detach(lab, container_id)
         if lease is not None:
             done.append(f"released {lease.address} and {len(lease.ports)} published port(s) "

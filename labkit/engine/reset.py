@@ -12,9 +12,10 @@ in this order because each one makes the next safe:
 3. under the store's lock, every process of a container whose monitor died is killed, as
    ``labkit gc`` finds and kills them; with their last process go the container's namespaces
    and every mount in them;
-4. the store's content goes, containers included: images, layers, containers, compiled samples,
-   work in progress. Only once nothing is mounted under the store: a recursive delete descends
-   into a mount, and through a leftover bind mount it would delete the files mounted there;
+4. the containers' cgroups go, then the store's content, containers included: images,
+   layers, containers, compiled samples, work in progress. Only once nothing is mounted under
+   the store: a recursive delete descends into a mount, and through a leftover bind mount it
+   would delete the files mounted there;
 5. the lab's network goes, bridge and nftables table, and IPv4 forwarding is switched off if
    the lab switched it on; unless a container of another store is still on the bridge;
 6. the base image is built again.
@@ -28,8 +29,18 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
-from labkit.engine import baseimage, containers, monitor, names, networking, reconcile, store
+from labkit.engine import (
+    baseimage,
+    containers,
+    limiting,
+    monitor,
+    names,
+    networking,
+    reconcile,
+    store,
+)
 from labkit.errors import LabError
+from labkit.runtime.cgroup import PARENT
 
 KEPT = (store.MARKER, "lock")  # what makes the directory a store, and the lock reset holds
 
@@ -46,9 +57,13 @@ def reset(progress: baseimage.Progress = baseimage.quiet) -> Iterator[str]:
                if stopped else "no container was running")
         if unmounted:
             yield f"unmounted {_count(unmounted, 'mount')}: {', '.join(unmounted)}"
+        for container_id in lab.container_ids():  # groups outlive their processes
+            limiting.remove(container_id)
         removed = empty(lab)
         yield f"emptied the store {lab.root} ({', '.join(removed)})"
         yield from networking.teardown()
+        if limiting.remove_parent():
+            yield f"removed the lab's parent cgroup {PARENT}"
         lab.create()
         image, _ = baseimage.build(lab, progress=progress)
         size = store.human_size(lab.image_size(image))

@@ -516,6 +516,8 @@ class ContainerConfig:
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    # What it may take (engine/resources.py): a Limits as a dict; empty for older records.
+    limits: dict = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> ContainerConfig:
@@ -536,6 +538,7 @@ class ContainerState:
     finished_at: str = ""
     exit_code: int | None = None
     error: str | None = None
+    oom_killed: bool = False  # the kernel's OOM killer killed in its cgroup (docker's OOMKilled)
 
 
 def environment(image_env: Sequence[str], assignments: Sequence[str], hostname: str,

@@ -41,7 +41,7 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
               volumes: Sequence[Volume] = (), workdir: str = "/", *, init: str | Path,
               seccomp: str | None = None, engine_files: Sequence[tuple[str | Path, str]] = (),
               rootfs: str | Path | None = None,
-              network: Step | None = LOOPBACK_ONLY) -> list[Step]:
+              network: Step | None = LOOPBACK_ONLY, cgroup: Step | None = None) -> list[Step]:
     """The ordered steps of a full container; give them to a ``Spec`` with the command and env.
 
     - ``layers``: the image's read-only layer directories, **top first** (the order of overlay's
@@ -70,7 +70,10 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
     - ``network``: the network step: ``LoopbackNetwork()``, a namespace with only ``lo``
       (``--network none``, the default here); ``BridgedNetwork(...)`` (``steps/veth.py``), on
       the engine's bridge (``--network bridge``); or None, no namespace at all: the host's own
-      network (``--network host``).
+      network (``--network host``);
+    - ``cgroup``: a ``Cgroup`` step (``steps/cgroups.py``), the container's limits, entered
+      last before ``pivot_root`` hides the host's /sys/fs/cgroup (see that step for why
+      late); None for none.
 
     The command and its environment go in the ``Spec``: the container gets that environment
     and nothing of the caller's. The init is bind-mounted read-only at ``/dev/init``.
@@ -89,6 +92,7 @@ def steps_for(layers: Sequence[str | Path], upper: str | Path, work: str | Path,
         Devices(mount_point),
         StaticInit(mount_point, str(init)),
         ProcAndSys(mount_point),
+        *([cgroup] if cgroup else []),
         PivotRoot(mount_point, workdir),
         Hardening(),
         *([Seccomp(seccomp)] if seccomp else []),

@@ -10,6 +10,7 @@ the caller may be a multithreaded Jupyter kernel) joins them one by one and star
    the start time tells them apart), through an open ``/proc/<init>`` it then reads from only;
 2. it becomes non-dumpable, so the container's processes cannot open ``/proc/<pid>/exe`` of
    the host's python while it is in their PID namespace (CVE-2019-5736 did that to runc);
+   and it joins the container's cgroups, so that the command counts against its limits;
 3. it calls ``setns`` for each namespace that differs from its own, the mount namespace last;
 4. it forks, because a new PID namespace only takes the children forked after joining it: the
    child lands in the container's PID namespace, the helper stays outside and waits;
@@ -31,9 +32,12 @@ import signal
 import sys
 
 from labkit.errors import LAB_ERROR, LabError
+from labkit.kernel import cgroupfs
 from labkit.kernel.process import stat
 from labkit.kernel.syscalls import PR_SET_DUMPABLE, prctl, setns
 from labkit.runtime.boot import python_argv
+from labkit.runtime.cgroup import PARENT
+from labkit.runtime.cgroup.files import write
 from labkit.runtime.forking import exit_with
 from labkit.runtime.init import (
     block_signals,
@@ -67,6 +71,7 @@ def main(args: list[str]) -> int:
     try:
         namespaces = open_namespaces(request["init_pid"], request["init_start"])
         prctl(PR_SET_DUMPABLE, 0)
+        join_cgroups(request["init_pid"])
         for fd in namespaces:
             setns(fd)
             os.close(fd)
@@ -101,6 +106,15 @@ def open_namespaces(init_pid: int, init_start: int | None) -> list[int]:
         raise gone from None
     finally:
         os.close(proc_dir)
+
+
+def join_cgroups(init_pid: int) -> None:
+    """Join the container's cgroups (lesson 08), before the mount namespace hides the host's
+    /sys/fs/cgroup: the command then counts against the container's limits, as its own
+    processes do. A container without a group of its own is in the host's, and left so."""
+    for group in cgroupfs.groups_of(init_pid):
+        if PARENT in group.parts:
+            write(group / "cgroup.procs", os.getpid())
 
 
 def _command(request: dict, signal_mask: set[signal.Signals]) -> int:

@@ -5,7 +5,8 @@
 3. ``mounts.py``: a mount namespace made private first, then a fresh ``/proc`` (lesson 04).
 4. ``overlay.py``: read-only layers under one writable layer (lesson 05).
 
-Lesson 06 completes a container, in the order ``labkit.runtime.container`` applies the steps:
+Lesson 06 completes a container, in the order ``labkit.runtime.container`` applies the steps
+(lesson 08 adds ``cgroups.py`` before ``pivot_root.py``: a group of its own, with its limits):
 
 5. ``ipc.py``: IPC tables of its own (an IPC namespace).
 6. ``network.py``: a network namespace with only ``lo``, switched on (``--network none``);
