@@ -19,8 +19,9 @@ from labkit.lessons import samples, terminal
 from tests.conftest import LABKIT
 
 LESSONS = ["01_plain_clone", "02_uts", "03_pid", "04_mount_proc", "04_mount_proc_naive",
-           "06_chroot_escape", "07_net"]
-# The naive one may only run inside the sandbox (see test_sandbox.py); the escape is lesson 06's.
+           "06_chroot_escape", "07_net", "08_cgroup"]
+# The samples that run a command: not the naive one, which may only run inside the sandbox
+# (see test_sandbox.py), nor lesson 06's escape or lesson 08's eater.
 HOST_SAFE = [*LESSONS[:4], "07_net"]
 TAG = "LABKIT_TEST_TAG"
 
@@ -144,6 +145,17 @@ def test_net_sample_sees_only_its_own_loopback_switched_off():
     devices = [line.split(":")[0].strip() for line in lines if ":" in line and "|" not in line
                and not line.startswith(("Container", "Parent"))]
     assert devices == ["lo"]  # /proc/net is the reader's namespace's: the host's eth0 is gone
+
+
+def test_cgroup_sample_s_child_is_killed_by_the_oom_killer_and_the_group_goes():
+    result = samples.run("08_cgroup", ["16"])
+    assert result.exit_code == 0, result
+    lines = result.stdout.splitlines()
+    made = re.fullmatch(r"Parent - cgroup (\S+) made \((v1|v2)\), \S+ = 16 MB", lines[0])
+    assert made, lines
+    assert "Parent - the child was killed by signal 9 (Killed)" in lines
+    assert re.fullmatch(r"Parent - memory\.\S+ says: oom_kill [1-9]\d*", lines[-1])
+    assert not Path(made[1]).exists()
 
 
 def test_mount_proc_sample_lists_only_the_containers_processes():
