@@ -14,10 +14,10 @@ from labkit import show
 from labkit.engine import containers, limiting
 from labkit.kernel import cgroupfs
 from labkit.lessons.checks import Exercise, expect
-from labkit.lessons.union_filesystems import busybox_image
+from labkit.lessons.lesson_containers import LessonContainers, running_answer
 from labkit.runtime.cgroup import driver, group_of
 
-CONTAINER_PREFIX = "l08-"
+CONTAINERS = LessonContainers("l08-")  # the lesson's, removed at its start and end
 # An eater: tail keeps the last lines of what it reads, and /dev/zero has no line end, so it
 # keeps everything, without end.
 EAT = ["tail", "/dev/zero"]
@@ -122,40 +122,21 @@ def expect_fork_bomb_stopped(stderr: str, processes: int | None, limit: int) -> 
 # --- clean-up and exercise -------------------------------------------------------------------
 
 
-def clean_up() -> list[str]:
-    """Remove the lesson's containers (``l08-...``, even running); what was removed."""
-    removed = []
-    for container in containers.ps(all=True):
-        if container.name.startswith(CONTAINER_PREFIX):
-            containers.rm(container.id, force=True)
-            removed.append(container.name)
-    return removed
-
-
 def tidy_earlier_run() -> str:
-    """At the start: the base image, and what an interrupted earlier run left removed."""
-    _, image = busybox_image()
-    removed = clean_up()
-    return "\n".join([f"{image.reference} is ready",
-                      f"removed what an earlier run left: {', '.join(removed)}" if removed
-                      else "an earlier run left nothing: the lesson starts clean"])
+    return CONTAINERS.tidy_earlier_run()
 
 
 def finish() -> str:
-    """At the end: the lesson's containers, the exercise's included; safe to run twice."""
-    removed = clean_up()
-    return f"removed {', '.join(removed)}" if removed else "no container of the lesson is left"
+    return CONTAINERS.finish()
 
 
 MEBIBYTE = 1024 * 1024
 
 
 def _limited(answer) -> str | None:
-    if not isinstance(answer, containers.Container):
-        return f"give the Container that containers.run(..., detach=True) returned, not {answer!r}"
-    container = containers.inspect(answer.id)
-    if container.status != "running":
-        return f"{container.name} is {container.status}: run it with detach=True"
+    container = running_answer(answer)
+    if isinstance(container, str):
+        return container
     memory = limiting.usage(container.id).memory_limit
     if memory != 32 * MEBIBYTE:
         return f"its group's memory limit is {memory}, not 32 MB: memory='32m'"

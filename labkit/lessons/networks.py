@@ -21,10 +21,10 @@ from pathlib import Path
 from labkit import show
 from labkit.engine import bridge, containers, nat
 from labkit.lessons.checks import Exercise, expect
+from labkit.lessons.lesson_containers import LessonContainers, running_answer
 from labkit.lessons.terminal import Transcript, replay
-from labkit.lessons.union_filesystems import busybox_image
 
-CONTAINER_PREFIX = "l07-"
+CONTAINERS = LessonContainers("l07-")  # the lesson's, removed at its start and end
 SESSION_SECONDS = 60
 # The hand-made network of the sample: TEST-NET-3, reserved for documentation, so no real
 # network is ever reached through it.
@@ -218,42 +218,21 @@ def environment_of(text: str) -> dict[str, str]:
 # --- clean-up and exercise -------------------------------------------------------------------
 
 
-def clean_up() -> list[str]:
-    """Remove the lesson's containers (``l07-...``, even running); what was removed."""
-    removed = []
-    for container in containers.ps(all=True):
-        if container.name.startswith(CONTAINER_PREFIX):
-            containers.rm(container.id, force=True)
-            removed.append(container.name)
-    return removed
-
-
 def tidy_earlier_run() -> str:
-    """At the start: the base image (built if this lab has none yet), and what an interrupted
-    earlier run of the notebook left removed; say both."""
-    _, image = busybox_image()
-    removed = clean_up()
-    return "\n".join([f"{image.reference} is ready",
-                      f"removed what an earlier run left: {', '.join(removed)}" if removed
-                      else "an earlier run left nothing: the lesson starts clean"])
+    return CONTAINERS.tidy_earlier_run()
 
 
 def finish() -> str:
-    """At the end: the lesson's containers, the exercise's included; safe to run twice."""
-    removed = clean_up()
-    return (f"removed {', '.join(removed)}" if removed
-            else "no container of the lesson is left")
+    return CONTAINERS.finish()
 
 
 EXERCISE_PORT = 8081
 
 
 def _serves_on_8081(answer) -> str | None:
-    if not isinstance(answer, containers.Container):
-        return f"give the Container that containers.run(..., detach=True) returned, not {answer!r}"
-    container = containers.inspect(answer.id)
-    if container.status != "running":
-        return f"{container.name} is {container.status}: run it with detach=True"
+    container = running_answer(answer)
+    if isinstance(container, str):
+        return container
     if container.lease is None:
         return f"{container.name} is not on the bridge: leave network= at its default"
     wanted = [p for p in container.lease.ports if (p.host_ip, p.host_port) ==
