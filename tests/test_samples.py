@@ -195,6 +195,19 @@ def test_a_session_s_terminal_has_a_window_s_size_which_even_a_dumb_terminal_rep
     assert terminal.COLUMNS > 80
 
 
+def test_a_line_waits_for_a_prompt_that_comes_late():
+    """A slow machine's shell may print its prompt seconds after its last output."""
+    transcript = terminal.replay(["sh", "-c", 'sleep 2; printf "$ "; read line; '
+                                              'echo "typed: $line"'], ["hello"])
+    assert transcript.text == "$ hello\ntyped: hello\n"
+
+
+def test_a_cursor_query_is_answered_as_a_terminal_would_and_left_out():
+    transcript = terminal.replay(["bash", "-c", r'printf "\e[6n"; IFS= read -rs -d R pos; '
+                                                r'echo "at ${pos#*[}"'], [])
+    assert transcript.text == "at 1;1\n"
+
+
 def test_session_ps_aux_in_mount_proc_sample_shows_only_the_container():
     text = samples.session("04_mount_proc", ["ps aux", "exit"]).text
     lines = text.splitlines()

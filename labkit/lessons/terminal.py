@@ -32,7 +32,12 @@ from labkit import show
 from labkit.lessons import supervisor
 
 PROMPT_ENDINGS = (b"$ ", b"# ", b"> ")
-QUIET_SECONDS = 1.0  # type the next line anyway after this long without output and no prompt
+# Type the next line anyway after this long without output and no prompt: a last resort, for a
+# program that asks without one. A slow machine can take a second to print a prompt.
+QUIET_SECONDS = 5.0
+# A shell may ask the terminal where its cursor is (busybox ash 1.37 does, before its prompt),
+# and waits for the answer; a terminal answers at once. The replay answers "row 1, column 1".
+CURSOR_QUERY, CURSOR_ANSWER = b"\x1b[6n", b"\x1b[1;1R"
 ROWS, COLUMNS = 40, 120  # the terminal's size: a window of today, not the 80 x 24 of old
 # A terminal draws each line one character cell high, so that box lines (rich's tables) touch;
 # a notebook's output spaces its lines wider, and wraps those longer than the page.
@@ -64,8 +69,9 @@ def replay(argv: list[str], typed: Iterable[str], *,
            timeout: float = supervisor.DEFAULT_TIMEOUT) -> Transcript:
     """Run ``argv`` on a pty, type each line of ``typed`` at a prompt, return the transcript.
 
-    A line is typed when the screen ends in a prompt (``$ ``, ``# ``, ``> ``), or after
-    QUIET_SECONDS without output. The session ends when the program does, or after ``timeout``
+    A line is typed when the screen ends in a prompt (``$ ``, ``# ``, ``> ``), or, as a last
+    resort, after QUIET_SECONDS without output. A cursor query is answered as a terminal
+    would, and left out of the screen. The session ends when the program does, or after ``timeout``
     seconds; either way nothing it started is left running. TERM is ``dumb``: this terminal
     draws no colours and no cursor movements, and the programs know it. Its size is in COLUMNS
     and LINES too, where a shell such as bash would put it: a program that sees a dumb terminal
@@ -103,6 +109,9 @@ def _play(controller: int, typed: list[str], deadline: float) -> tuple[bytes, bo
             if not chunk:
                 return bytes(screen), True
             screen += chunk
+            if CURSOR_QUERY in screen:  # whole, though it may have come in two reads
+                os.write(controller, CURSOR_ANSWER * screen.count(CURSOR_QUERY))
+                screen = bytearray(screen.replace(CURSOR_QUERY, b""))
         at_prompt = len(screen) > seen and screen.endswith(PROMPT_ENDINGS)
         if typed and (at_prompt or not ready):
             os.write(controller, typed.pop(0).encode() + b"\n")
