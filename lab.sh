@@ -124,7 +124,11 @@ case "${1:-}" in
         export IPYTHONDIR="$PWD/jupyter/ipython"
         # The lab's server settings (terminals, lessons that open unmodified, no news popup).
         export JUPYTER_CONFIG_PATH="$PWD/jupyter/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
-        say "serving the lessons; open the URL with its token printed below"
+        if [ -n "${JUPYTER_TOKEN_FILE:-}" ]; then  # the VM's unit: Jupyter prints token=...
+            say "serving the lessons; the URL below hides its token, which is in $JUPYTER_TOKEN_FILE"
+        else
+            say "serving the lessons; open the URL with its token printed below"
+        fi
         exec "$VENV/bin/jupyter" lab --allow-root --no-browser \
             --ip "${LAB_IP:-127.0.0.1}" --port "${LAB_PORT:-8888}" \
             --ServerApp.root_dir="${LAB_NOTEBOOKS:-notebooks}" ;;

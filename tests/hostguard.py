@@ -51,10 +51,16 @@ def _mount_key(line: str) -> tuple[str, ...]:
     return (point, root, fstype, source, options, propagation)
 
 
+# Mounts the host makes by itself whatever a test does: systemd-logind's /run/user/UID, made
+# and unmounted as a user logs in and out. The lab never mounts there.
+NOT_THE_LABS = ("/run/user/",)
+
+
 def host_mounts() -> Counter:
     """The host mount namespace's table, as a multiset of normalised mounts."""
     with open("/proc/self/mountinfo") as table:
-        return Counter(_mount_key(line) for line in table)
+        keys = (_mount_key(line) for line in table)
+        return Counter(key for key in keys if not key[0].startswith(NOT_THE_LABS))
 
 
 def _children(pid: int) -> list[int]:

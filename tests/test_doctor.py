@@ -57,13 +57,29 @@ def failed(checks: dict[str, dict]) -> list[str]:
 # --- this machine -----------------------------------------------------------------------------
 
 
-def test_doctor_passes_here_with_private_root_hybrid_cgroups_and_overlayfs():
+def findmnt(target: str, column: str) -> str:
+    """What util-linux's findmnt says of the mount at ``target``: a second opinion."""
+    return subprocess.run(["findmnt", "-no", column, target], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def cgroup_mode_by_findmnt() -> str:
+    if findmnt("/sys/fs/cgroup", "FSTYPE") == "cgroup2":
+        return "v2"
+    unified = subprocess.run(["findmnt", "-no", "FSTYPE", "/sys/fs/cgroup/unified"],
+                             capture_output=True, text=True).stdout.strip()
+    return "hybrid" if unified == "cgroup2" else "v1"
+
+
+def test_doctor_passes_here_and_reports_this_machine_s_mounts_as_findmnt_sees_them():
+    """The facts of whatever machine runs it (private or shared /, v1, hybrid or v2), each
+    read again by another tool."""
     result = run_doctor()
     checks = checks_of(result)
     assert result.returncode == 0, result.stdout
     assert failed(checks) == []
-    assert checks["/ propagation"]["value"] == "private"
-    assert checks["cgroups"]["value"] == "hybrid"
+    assert checks["/ propagation"]["value"] == findmnt("/", "PROPAGATION")
+    assert checks["cgroups"]["value"] == cgroup_mode_by_findmnt()
     home = os.environ["LABKIT_HOME"]
     assert checks["overlayfs"]["value"] == f"usable on {doctor.filesystem_of(Path(home))} ({home})"
     for kind in doctor.NAMESPACES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,23 @@ def test_guard_catches_a_published_port_and_a_claim_left_behind(inner, tmp_path,
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*port left published: tcp . 127.0.0.1 . 18080*",
                                  "*claim left on the host: addresses/10.87.0.9*"])
+
+
+def test_guard_ignores_what_systemd_logind_mounts_for_a_user_logging_in(inner):
+    """/run/user/UID comes and goes with logins, whatever the tests do: not a leak."""
+    user_dir = Path("/run/user/4242")
+    made = [path for path in (user_dir.parent, user_dir) if not path.exists()]
+    for path in made:
+        path.mkdir()
+    try:
+        inner.makepyfile(f"""
+            import subprocess
+            def test_a_user_logs_in_meanwhile():
+                subprocess.run(["mount", "-t", "tmpfs", "logind", "{user_dir}"], check=True)
+        """)
+        result = inner.run("unshare", "--mount", "--propagation", "private",
+                           sys.executable, "-m", "pytest", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1)
+    finally:
+        for path in reversed(made):
+            path.rmdir()

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import AS_NOBODY, REPO
+from tests.lab_server import serving
 
 LAB = str(REPO / "lab.sh")
 
@@ -79,3 +80,14 @@ def test_lab_names_its_verbs_when_given_none():
     result = subprocess.run([LAB], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == f"lab: usage: {LAB} start | test | setup | lock\n"
+
+
+def test_with_a_token_file_lab_sh_says_where_the_token_is(tmp_path):
+    """The VM's unit gives Jupyter its token in a file, and Jupyter then prints the URL with
+    ``token=...``: the line above it must not promise a token below."""
+    with serving(tmp_path) as server:
+        log = server.log.read_text()
+    token_file = tmp_path / "token"
+    assert (f"serving the lessons; the URL below hides its token, which is in {token_file}"
+            in log)
+    assert "token printed below" not in log
