@@ -208,3 +208,18 @@ def test_rm_f_kills_what_runs_on_without_a_monitor_and_removes_it():
     assert labkit("rm", "-f", "orphaned-too").returncode == 0
     assert not alive(container.state.init_pid, container.state.init_start)
     assert container.id not in store.reading().container_ids()
+
+
+def test_exec_in_a_container_whose_monitor_died_says_how_to_get_it_back():
+    """start refuses while its processes run on unwatched, so "start it first" would be a dead
+    end: the line names what works, and doing it works."""
+    box = containers.run("busybox", ["sleep", "1000"], detach=True, name="unwatched")
+    kill_monitor(box.id)
+    said = labkit("exec", "unwatched", "true")
+    assert said.returncode == 125
+    assert said.stderr.splitlines() == [
+        "labkit: container unwatched lost its monitor, so nothing can be run in it: stop it "
+        "(labkit stop unwatched), then start it again"]
+    assert labkit("stop", "unwatched").returncode == 0
+    assert labkit("start", "unwatched").returncode == 0
+    assert labkit("exec", "unwatched", "true").returncode == 0

@@ -555,6 +555,9 @@ def logs(reference: str) -> str:
 def running(reference: str) -> Container:
     """The container ``reference`` names, which must be running (a LabError if not)."""
     container = inspect(reference)
+    if container.status == DEAD:  # its processes may run on, unwatched: start would refuse
+        raise LabError(f"container {container.name} lost its monitor, so nothing can be run in "
+                       f"it: stop it (labkit stop {container.name}), then start it again")
     if container.status != store.RUNNING:
         raise LabError(f"container {container.name} is not running: start it first "
                        f"(labkit start {container.name})")
